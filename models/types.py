@@ -1,0 +1,109 @@
+"""What goes into and comes out of the imagination (no torch here: planners import it cheaply).
+
+Shapes: frames are uint8 (N, H, W, 3) RGB; poses are camera-to-world 4x4 in the Habitat world frame
+(see envs/types.py). Navigation waypoints are egocentric (dt xyz metres, dr yaw/pitch/roll radians)
+relative to the current camera, one row per target frame, as in Video4Spatial.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+Mode = Literal["grounding", "navigation"]
+
+
+@dataclass
+class VideoContext:
+    """Frames the agent has seen. The LAST frame is the current view (the paper feeds the first
+    target frame as part of the context). `indices` are source frame indices, kept for RoPE."""
+
+    frames: np.ndarray  # (N, H, W, 3) uint8
+    indices: np.ndarray  # (N,) int64, strictly increasing
+    poses: np.ndarray | None = None  # (N, 4, 4) float, optional (not used by the model)
+
+    def __post_init__(self) -> None:
+        if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
+            raise ValueError(f"context frames must be uint8 (N, H, W, 3), got {self.frames.dtype} {self.frames.shape}")
+        self.indices = np.asarray(self.indices, dtype=np.int64)
+        if self.indices.shape != (len(self.frames),):
+            raise ValueError(f"need one source index per context frame: {len(self.frames)} frames, indices {self.indices.shape}")
+        if len(self.indices) > 1 and np.any(np.diff(self.indices) <= 0):
+            raise ValueError("context indices must be strictly increasing (they are RoPE positions)")
+
+
+@dataclass
+class ImaginedVideo:
+    """Output of one imagination call: `num_samples` videos of F frames each."""
+
+    frames: np.ndarray  # (S, F, H, W, 3) uint8
+    mode: Mode
+    instruction: str = ""
+    waypoints: np.ndarray | None = None  # (F, 6) for navigation mode
+    seconds: float = float("nan")
+    meta: dict = field(default_factory=dict)
+
+
+class Imagination(Protocol):
+    """Anything that imagines videos: the diffusion pipeline, or the simulator (oracle planner)."""
+
+    height: int
+    width: int
+    num_frames: int  # target frames per video (path + box frames in grounding mode)
+
+    def ground(self, context: VideoContext, instruction: str, num_samples: int = 1, seed: int = 0) -> ImaginedVideo: ...
+
+    def navigate(self, context: VideoContext, waypoints: np.ndarray, num_samples: int = 1, seed: int = 0) -> ImaginedVideo: ...
+
+
+@dataclass
+class Clip:
+    """One training clip (written to shards by models/data.py, read by the trainer)."""
+
+    mode: Mode
+    context_frames: np.ndarray  # (N, H, W, 3) uint8; the last one is the first target frame's view
+    context_indices: np.ndarray  # (N,) int64 source indices
+    target_frames: np.ndarray  # (F, H, W, 3) uint8; grounding: path frames then box frames
+    target_poses: np.ndarray  # (F, 4, 4) float32 camera-to-world
+    instruction: str = ""
+    num_box_frames: int = 0  # grounding: trailing frames with the red box drawn
+    target_box: np.ndarray | None = None  # (4,) x0, y0, x1, y1 pixels on the last frame
+    scene_seed: int = -1
+    category: str = ""
+    instance_id: int = 0
+
+
+INSTRUCTION_TEMPLATE = "The camera moves across {scene}. Finally, it focuses on {object} in the centre of the frame."
+
+
+def grounding_instruction(scene: str, obj: str) -> str:
+    """The paper's instruction template (DESIGN.md). `obj` includes its article, e.g. 'a sofa'."""
+    return INSTRUCTION_TEMPLATE.format(scene=scene, object=obj)
+
+
+# The auxiliary box (paper Fig. 3): pure red outline drawn on the target in the trailing frames.
+# The embedded world never uses saturated red in textures or objects, so the colour is unambiguous.
+RED_BOX_RGB = (255, 0, 0)
+
+
+def red_box_thickness(height: int, width: int) -> int:
+    """Outline thickness in pixels: 2 px at 64x64, 4 px at 128x128."""
+    return max(1, round(min(height, width) / 32))
+
+
+def draw_red_box(frame: np.ndarray, box: np.ndarray | tuple[float, float, float, float]) -> np.ndarray:
+    """Copy of `frame` (H, W, 3) uint8 with a red rectangle outline on box = (x0, y0, x1, y1) pixels
+    (x1, y1 exclusive). Boxes are clipped to the image."""
+    H, W = frame.shape[:2]
+    t = red_box_thickness(H, W)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, x1 = max(0, min(x0, W - 1)), max(1, min(x1, W))
+    y0, y1 = max(0, min(y0, H - 1)), max(1, min(y1, H))
+    out = frame.copy()
+    red = np.array(RED_BOX_RGB, dtype=np.uint8)
+    out[y0 : min(y0 + t, y1), x0:x1] = red
+    out[max(y1 - t, y0) : y1, x0:x1] = red
+    out[y0:y1, x0 : min(x0 + t, x1)] = red
+    out[y0:y1, max(x1 - t, x0) : x1] = red
+    return out
