@@ -1,0 +1,30 @@
+"""Benchmarks (`python -m v4s_agent.bench sim|generate [key=value ...]`).
+
+Each prints progress on stderr and ends with ONE JSON line on stdout (DESIGN.md command contract).
+Speed targets live here, never in timed tests: ratios are measured side by side in one run.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+BENCHES = {
+    "sim": "envs.embedded.bench:bench_sim",
+    "generate": "models.bench:bench_generate",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in BENCHES:
+        print(f"usage: python -m v4s_agent.bench {{{'|'.join(BENCHES)}}} [key=value ...]", file=sys.stderr)
+        return 2
+    module, _, fn = BENCHES[argv[0]].partition(":")
+    result = getattr(importlib.import_module(module), fn)(argv[1:])
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
