@@ -1,0 +1,124 @@
+"""`env=habitat` configuration (becomes the Hydra config group; defaults = habitat-lab ObjectNav HM3D).
+
+Also hosts `coerce_config`, which turns whatever the caller has (dataclass, dict, omegaconf
+DictConfig, None) into a validated config dataclass with one clear error line for unknown keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Keys a Hydra group file may carry besides the dataclass fields (the group's own name).
+_IGNORED_KEYS = frozenset({"name", "_target_"})
+
+SCENE_SUFFIXES = (".glb", ".gltf", ".ply", ".obj", ".house")
+
+
+def coerce_config(cls: type[T], cfg: Any, group: str) -> T:
+    """Build `cls` from None | cls | other dataclass | Mapping | DictConfig; unknown keys are an error."""
+    if cfg is None:
+        return cls()
+    if isinstance(cfg, cls):
+        return cfg
+    if type(cfg).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    elif dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        cfg = dataclasses.asdict(cfg)
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"{group} config must be a dict, dataclass or DictConfig, got {type(cfg).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(cfg) - names - _IGNORED_KEYS)
+    if unknown:
+        raise ValueError(f"unknown {group} key(s) {unknown}; valid keys: {sorted(names)}")
+    return cls(**{k: v for k, v in cfg.items() if k in names})
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"env.{n} must be a positive number, got {v!r}")
+
+
+@dataclass
+class HabitatConfig:
+    """habitat_sim Simulator + agent settings. Scene paths are checked for existence at env build."""
+
+    scene: str = ""  # .glb / HM3D *.basis.glb / MP3D .glb path, or a scene id inside scene_dataset_config
+    scene_dataset_config: str = ""  # e.g. hm3d_annotated_basis.scene_dataset_config.json (HM3D semantics)
+    semantic_sidecar: str = ""  # our exporter's JSON; "" = <scene stem>.json next to the .glb when present
+    navmesh: str = ""  # .navmesh file; "" = <scene stem>.navmesh when present, else recomputed
+    width: int = 128
+    height: int = 128
+    hfov_deg: float = 79.0
+    sensor_height: float = 0.88
+    rgb: bool = True
+    depth: bool = True
+    semantic: bool = False  # needs a semantic mesh (HM3D/MP3D); sidecar scenes have none
+    min_depth: float = 0.5
+    max_depth: float = 5.0
+    agent_radius: float = 0.18
+    agent_height: float = 0.88
+    forward_step: float = 0.25
+    turn_angle_deg: float = 30.0
+    tilt_angle_deg: float = 30.0
+    allow_sliding: bool = False
+    max_episode_steps: int = 500
+    success_distance: float = 0.1
+    view_point_radius: float = 1.0  # view points: navigable, within this of the object, object visible
+    view_point_grid: float = 0.25  # spacing of candidate view points
+    target_categories: list[str] = field(default_factory=list)  # [] = any category in the scene
+    min_start_distance: float = 1.0
+    max_start_distance: float = 30.0
+    gpu_device_id: int = 0
+    enable_physics: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.target_categories = [str(c) for c in (self.target_categories or [])]
+        _positive(self, "width", "height", "sensor_height", "max_depth", "agent_radius", "agent_height",
+                  "forward_step", "turn_angle_deg", "tilt_angle_deg", "max_episode_steps",
+                  "success_distance", "view_point_radius", "view_point_grid", "max_start_distance")
+        if not (1.0 < self.hfov_deg < 179.0):
+            raise ValueError(f"env.hfov_deg must be in (1, 179), got {self.hfov_deg}; Habitat ObjectNav uses 79")
+        if not (0.0 <= self.min_depth < self.max_depth):
+            raise ValueError(f"env.min_depth must be in [0, max_depth={self.max_depth}), got {self.min_depth}")
+        if not (0.0 <= self.min_start_distance < self.max_start_distance):
+            raise ValueError("env.min_start_distance must be >= 0 and below env.max_start_distance")
+        if not (self.rgb or self.depth or self.semantic):
+            raise ValueError("env: enable at least one sensor (rgb, depth or semantic)")
+        if self.scene and not self.scene_dataset_config and not self.scene.lower().endswith(SCENE_SUFFIXES):
+            raise ValueError(f"env.scene={self.scene!r} is not a scene file {SCENE_SUFFIXES}; "
+                             "pass a .glb path, or a scene id together with env.scene_dataset_config")
+
+    def resolved_sidecar(self) -> Path | None:
+        """The semantic sidecar to use: explicit, else `<scene stem>.json` next to the scene if it exists."""
+        if self.semantic_sidecar:
+            return Path(self.semantic_sidecar)
+        return _sibling(self.scene, ".json")
+
+    def resolved_navmesh(self) -> Path | None:
+        if self.navmesh:
+            return Path(self.navmesh)
+        return _sibling(self.scene, ".navmesh")
+
+
+def _sibling(scene: str, suffix: str) -> Path | None:
+    if not scene:
+        return None
+    p = Path(scene)
+    name = p.name
+    for s in (".basis.glb", ".glb", ".gltf", ".ply", ".obj"):
+        if name.lower().endswith(s):
+            name = name[: -len(s)]
+            break
+    cand = p.with_name(name + suffix)
+    return cand if cand.is_file() else None
