@@ -1,0 +1,88 @@
+"""World configuration (LeRobot-style dataclass validated at construction).
+
+Defaults are Habitat's ObjectNav-HM3D agent/sensor settings (see shared/REFERENCES.md) at 128x128.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass
+class WorldConfig:
+    width: int = 128
+    height: int = 128
+    hfov_deg: float = 79.0
+    sensor_height: float = 0.88
+    forward_step: float = 0.25
+    turn_angle_deg: float = 30.0
+    tilt_angle_deg: float = 30.0
+    agent_radius: float = 0.18
+    max_episode_steps: int = 500
+    success_distance: float = 1.0  # view points: navigable cells within this distance of the object
+    depth_min: float = 0.0
+    depth_max: float = 10.0
+    grid_resolution: float = 0.05
+    render_depth: bool = True
+    render_semantic: bool = True
+    max_pitch_deg: float = 60.0  # look_up/look_down clamp (two 30 deg tilts, like habitat)
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"WorldConfig.{name}={getattr(self, name)!r} is invalid: {why}")
+
+        for name in ("width", "height"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not (8 <= v <= 2048):
+                raise bad(name, "must be an int in [8, 2048] pixels (default 128)")
+        if not (1.0 < float(self.hfov_deg) < 179.0):
+            raise bad("hfov_deg", "must be in (1, 179) degrees (Habitat ObjectNav uses 79)")
+        if not (0.1 <= float(self.sensor_height) <= 2.3):
+            raise bad("sensor_height", "must be in [0.1, 2.3] m, below the 2.5 m ceiling (Habitat: 0.88)")
+        if not (0.01 <= float(self.forward_step) <= 1.0):
+            raise bad("forward_step", "must be in [0.01, 1.0] m (Habitat: 0.25)")
+        for name in ("turn_angle_deg", "tilt_angle_deg"):
+            if not (0.0 < float(getattr(self, name)) <= 180.0):
+                raise bad(name, "must be in (0, 180] degrees (Habitat: 30)")
+        if not (0.05 <= float(self.agent_radius) <= 0.4):
+            raise bad("agent_radius", "must be in [0.05, 0.4] m so the agent fits through 1 m doorways (Habitat: 0.18)")
+        if not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1:
+            raise bad("max_episode_steps", "must be a positive int (Habitat: 500)")
+        if not (0.1 <= float(self.success_distance) <= 3.0):
+            raise bad("success_distance", "must be in [0.1, 3] m (Habitat ObjectNav view points: 1.0)")
+        if not (0.0 <= float(self.depth_min) < float(self.depth_max)):
+            raise bad("depth_max", f"need 0 <= depth_min < depth_max, got [{self.depth_min}, {self.depth_max}]")
+        if not (0.01 <= float(self.grid_resolution) <= 0.2):
+            raise bad("grid_resolution", "must be in [0.01, 0.2] m per cell (default 0.05)")
+        if float(self.grid_resolution) > float(self.forward_step):
+            raise bad("grid_resolution", "must not exceed forward_step, or collisions skip cells")
+        if not (0.0 <= float(self.max_pitch_deg) < 90.0):
+            raise bad("max_pitch_deg", "must be in [0, 90) degrees")
+
+    @classmethod
+    def from_any(cls, cfg: Any) -> "WorldConfig":
+        """WorldConfig | dict | omegaconf DictConfig | None -> WorldConfig; unknown keys are an error."""
+        if cfg is None:
+            return cls()
+        if isinstance(cfg, cls):
+            return cfg
+        if not isinstance(cfg, dict):
+            try:  # omegaconf is optional at this level
+                from omegaconf import DictConfig, OmegaConf
+
+                if isinstance(cfg, DictConfig):
+                    cfg = OmegaConf.to_container(cfg, resolve=True)
+            except ImportError:  # pragma: no cover
+                pass
+        if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+            cfg = dataclasses.asdict(cfg)
+        if not isinstance(cfg, dict):
+            raise TypeError(f"world config must be a WorldConfig, dict or DictConfig, got {type(cfg).__name__}")
+        known = {f.name for f in fields(cls)}
+        # keys the Hydra env group may carry that are not world settings
+        cfg = {k: v for k, v in cfg.items() if k not in ("name", "_target_", "backend", "scene_seed")}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"unknown world config key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**cfg)

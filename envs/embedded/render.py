@@ -1,0 +1,144 @@
+"""Egocentric RGB + depth in ONE MuJoCo pass (mjr_render + mjr_readPixels), plus an optional
+segmentation pass mapped to instance ids through a precomputed lookup table.
+
+Why not mujoco.Renderer: it renders RGB and depth in separate passes and re-derives the
+segmentation map every frame; this class keeps all buffers and lookups preallocated, which is
+what makes env.step cost about one raw render.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from envs.embedded.gl import create_context, ensure_backend
+
+ensure_backend()
+import mujoco  # noqa: E402
+
+from envs.embedded.mjbuild import HAB_TO_MJ  # noqa: E402
+
+try:  # PyOpenGL's EGL binding (what mujoco.egl itself uses); absent for other backends
+    from OpenGL import EGL as _EGL
+except Exception:  # pragma: no cover
+    _EGL = None
+from envs.types import Pose  # noqa: E402
+
+
+class GLRenderer:
+    """One GL context, reused across scenes (`set_model`); renders the model's 'agent' camera."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = int(width), int(height)
+        self._gl = create_context(self.width, self.height)
+        self._con: mujoco.MjrContext | None = None
+        self.model: mujoco.MjModel | None = None
+        self._rect = mujoco.MjrRect(0, 0, self.width, self.height)
+        self._rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        self._zbuf = np.empty((self.height, self.width), dtype=np.float32)
+        self._seg = np.empty((self.height, self.width, 3), dtype=np.uint8)
+
+    def set_model(self, model: "mujoco.MjModel", geom_instance: np.ndarray) -> None:
+        self._gl.make_current()
+        if self._con is not None:
+            self._con.free()
+        self.model = model
+        self.data = mujoco.MjData(model)
+        mujoco.mj_forward(model, self.data)  # geom poses (static) for the scene and for mj_ray
+        self._con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150.value)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._con)
+        self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
+        self.scn = mujoco.MjvScene(model, maxgeom=model.ngeom + 16)
+        self.opt = mujoco.MjvOption()
+        self.cam = mujoco.MjvCamera()
+        self.cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
+        self.cam.fixedcamid = 0
+        f = self.scn.flags
+        for flag in ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX", "mjRND_FOG", "mjRND_HAZE"):
+            f[getattr(mujoco.mjtRndFlag, flag)] = 0
+        # the scene is static: build its geom list once, then only the camera (and headlight) move
+        mujoco.mjv_updateScene(model, self.data, self.opt, None, self.cam, mujoco.mjtCatBit.mjCAT_ALL.value, self.scn)
+        ng = self.scn.ngeom
+        lut = np.zeros(ng + 2, dtype=np.int32)  # segmentation colour value (segid + 1) -> instance id
+        for k in range(ng):
+            g = self.scn.geoms[k]
+            if g.objtype == mujoco.mjtObj.mjOBJ_GEOM and g.segid >= 0 and 0 <= g.objid < len(geom_instance):
+                lut[g.segid + 1] = geom_instance[g.objid]
+        self._lut = lut
+        self._headlight = 0 if (self.scn.nlight > 0 and self.scn.lights[0].headlight) else -1
+        extent = model.stat.extent
+        znear = np.float32(model.vis.map.znear * extent)
+        zfar = np.float32(model.vis.map.zfar * extent)
+        # reversed-Z depth -> metres along the viewing axis (same algebra as mujoco.Renderer)
+        c = -(zfar + znear) / (zfar - znear)
+        d = -(np.float32(2) * zfar * znear) / (zfar - znear)
+        self._c = float(np.float32(-0.5) * c - np.float32(0.5))
+        self._d = float(np.float32(-0.5) * d)
+
+    def _ensure_current(self) -> None:
+        """make_current only when another context (ours or anyone's) is current: asking EGL is
+        cheaper than eglMakeCurrent on every frame."""
+        ctx = getattr(self._gl, "_context", None)
+        if ctx is not None and _EGL is not None:
+            cur = _EGL.eglGetCurrentContext()
+            if cur and getattr(cur, "address", None) == getattr(ctx, "address", 0):
+                return
+        self._gl.make_current()
+
+    def _set_camera(self, pose: Pose) -> None:
+        # yaw about +Y then pitch about camera +X (envs.geometry.pose_rotation), written out by hand:
+        # building a scipy Rotation costs ~0.1 ms, a noticeable share of one 128x128 step
+        cy, sy, cp, sp = math.cos(pose.yaw), math.sin(pose.yaw), math.cos(pose.pitch), math.sin(pose.pitch)
+        Rh = np.array([[cy, sy * sp, sy * cp], [0.0, cp, -sp], [-sy, cy * sp, cy * cp]])
+        R = HAB_TO_MJ @ Rh
+        p = HAB_TO_MJ @ np.asarray(pose.position, dtype=np.float64)
+        self.data.cam_xpos[0] = p
+        self.data.cam_xmat[0] = R.reshape(-1)
+        mujoco.mjv_updateCamera(self.model, self.data, self.cam, self.scn)
+        if self._headlight >= 0:  # mjv_makeLights is not re-run: move the headlight with the camera
+            L = self.scn.lights[0]
+            L.pos[:] = p
+            L.dir[:] = -R[:, 2]
+
+    def render(self, pose: Pose, depth: bool = True, semantic: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(rgb uint8 HxWx3, depth float32 HxW metres or None, instance ids int32 HxW or None);
+        the returned arrays are fresh (callers may keep them)."""
+        self._ensure_current()
+        self._set_camera(pose)
+        mujoco.mjr_render(self._rect, self.scn, self._con)
+        mujoco.mjr_readPixels(self._rgb, self._zbuf if depth else None, self._rect, self._con)
+        rgb = self._rgb[::-1].copy()
+        dep = None
+        if depth:
+            dep = (self._d / (self._zbuf[::-1] + self._c)).astype(np.float32)
+        sem = None
+        if semantic:
+            f = self.scn.flags
+            f[mujoco.mjtRndFlag.mjRND_SEGMENT] = 1
+            f[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 1
+            try:
+                mujoco.mjr_render(self._rect, self.scn, self._con)
+                mujoco.mjr_readPixels(self._seg, None, self._rect, self._con)
+            finally:
+                f[mujoco.mjtRndFlag.mjRND_SEGMENT] = 0
+                f[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 0
+            s = self._seg[::-1]
+            code = s[..., 0].astype(np.int32) | (s[..., 1].astype(np.int32) << 8)
+            np.clip(code, 0, len(self._lut) - 1, out=code)
+            sem = self._lut[code]
+        return rgb, dep, sem
+
+    def close(self) -> None:
+        if self._con is not None:
+            try:
+                self._gl.make_current()
+                self._con.free()
+            except Exception:  # interpreter shutdown: the context may already be gone
+                pass
+            self._con = None
+        if self._gl is not None:
+            try:
+                self._gl.free()
+            except Exception:
+                pass
+            self._gl = None
