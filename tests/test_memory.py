@@ -1,0 +1,80 @@
+"""Memory: source indices, diverse context by pose coverage, latest frame last, look-around."""
+import math
+
+import numpy as np
+import pytest
+
+from envs.types import Action, Observation, Pose
+from v4s_agent.memory import Memory, MemoryConfig, look_around_actions
+
+
+def _obs(i: int, pose: Pose | None, size: int = 16) -> Observation:
+    rgb = np.full((size, size, 3), i % 256, dtype=np.uint8)
+    return Observation(rgb=rgb, pose=pose, step=i)
+
+
+def test_add_returns_source_indices_and_frames_keep_order():
+    m = Memory()
+    assert [m.add(_obs(i, Pose((0.0, 0.88, 0.0), 0.0))) for i in range(5)] == [0, 1, 2, 3, 4]
+    assert len(m) == 5
+    assert m.frames()[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]
+    assert m.pose_matrices().shape == (5, 4, 4)
+
+
+def test_context_covers_headings_of_a_look_around_and_ends_with_latest():
+    m = Memory(MemoryConfig(max_context=8))
+    # 3 duplicate frames at each of 12 headings (a look-around with repeats), then 4 frames of
+    # walking along +x: a good context must see the 12 headings spread out, not 8 repeats.
+    for k in range(12):
+        for _ in range(3):
+            m.add(_obs(len(m), Pose((0.0, 0.88, 0.0), k * math.radians(30))))
+    for j in range(4):
+        m.add(_obs(len(m), Pose((0.5 * (j + 1), 0.88, 0.0), 0.0)))
+    ctx = m.select_context(8)
+    assert ctx.indices[-1] == len(m) - 1
+    assert np.all(np.diff(ctx.indices) > 0)
+    assert len(ctx.indices) == 8 and ctx.frames.shape == (8, 16, 16, 3)
+    chosen = [m.poses()[i] for i in ctx.indices]
+    headings = {round(math.degrees(p.yaw)) % 360 for p in chosen if p.position[0] == 0.0}
+    assert len(headings) >= 5  # spread over the turn, no duplicates of one view
+    assert len({(p.position, p.yaw) for p in chosen}) == 8
+    assert ctx.frames[:, 0, 0, 0].tolist() == [int(i) % 256 for i in ctx.indices]  # frames match indices
+
+
+def test_context_without_poses_spreads_in_time_and_resizes():
+    m = Memory(MemoryConfig(max_context=4))
+    for i in range(40):
+        m.add(_obs(i, None, size=32))
+    ctx = m.select_context(4, size=(8, 8))
+    assert ctx.indices[-1] == 39 and ctx.frames.shape == (4, 8, 8, 3) and ctx.poses is None
+    assert np.min(np.diff(ctx.indices)) >= 8  # roughly even spacing, not a contiguous tail
+
+
+def test_short_memory_returns_everything():
+    m = Memory()
+    m.add(_obs(0, Pose((0.0, 0.88, 0.0), 0.0)))
+    m.add(_obs(1, Pose((0.0, 0.88, 0.0), 0.5)))
+    assert m.select_context(16).indices.tolist() == [0, 1]
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="max_context"):
+        MemoryConfig(max_context=0)
+    m = Memory(MemoryConfig(max_context=4))
+    with pytest.raises(IndexError, match="empty"):
+        m.select_context(2)
+    m.add(_obs(0, None))
+    with pytest.raises(ValueError, match="context size"):
+        m.select_context(5)
+    with pytest.raises(ValueError, match="uint8"):
+        m.add(Observation(rgb=np.zeros((16, 16, 3), np.float32)))
+    with pytest.raises(ValueError, match="resolution"):
+        m.add(_obs(1, None, size=8))
+
+
+def test_look_around_is_a_full_turn():
+    acts = look_around_actions(30.0)
+    assert acts == [Action.TURN_LEFT] * 12
+    assert len(look_around_actions(45.0)) == 8
+    with pytest.raises(ValueError, match="turn_angle_deg"):
+        look_around_actions(0.0)
