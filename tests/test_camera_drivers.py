@@ -11,7 +11,7 @@ from envs.camera.drivers import Base, NoBase, make_base
 from envs.camera.drivers.manual import ManualBase
 from envs.camera.errors import BaseCommandError
 from envs.camera.motion import MotionSpec
-from envs.habitat.errors import BackendUnavailableError
+from envs.errors import BackendUnavailableError
 from envs.types import Action
 
 HAS_RCLPY = importlib.util.find_spec("rclpy") is not None

@@ -332,7 +332,7 @@ def test_http_stream_ends_is_an_error_not_a_hang(sim_video):
 
 @pytest.mark.skipif(importlib.util.find_spec("pyrealsense2") is not None, reason="pyrealsense2 is installed")
 def test_realsense_missing_is_a_clear_error():
-    from envs.habitat.errors import BackendUnavailableError
+    from envs.errors import BackendUnavailableError
 
     with pytest.raises(BackendUnavailableError, match="pip install pyrealsense2"):
         make_env("camera", {"source": "realsense", "base": "none"})

@@ -25,7 +25,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from envs.base import make_env
-from envs.habitat.errors import HABITAT_CONDA_CMD, BackendUnavailableError, require_habitat_sim
+from envs.errors import HABITAT_CONDA_CMD, BackendUnavailableError, require_habitat_sim
 from envs.types import Action, Episode, Pose
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from envs.habitat.config import coerce_config  # noqa: F401  (re-exported for make_camera_env)
+from envs.config import coerce_config  # noqa: F401  (re-exported for make_camera_env)
 
 SOURCES = ("opencv", "realsense")
 MODES = ("auto", "live", "replay")

@@ -199,7 +199,7 @@ class RealSenseSource:
         try:
             import pyrealsense2 as rs
         except ImportError as e:
-            from envs.habitat.errors import BackendUnavailableError
+            from envs.errors import BackendUnavailableError
 
             import importlib.util
 

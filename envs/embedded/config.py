@@ -4,9 +4,10 @@ Defaults are Habitat's ObjectNav-HM3D agent/sensor settings (see shared/REFERENC
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from envs.config import coerce_config
 
 
 @dataclass
@@ -62,27 +63,6 @@ class WorldConfig:
 
     @classmethod
     def from_any(cls, cfg: Any) -> "WorldConfig":
-        """WorldConfig | dict | omegaconf DictConfig | None -> WorldConfig; unknown keys are an error."""
-        if cfg is None:
-            return cls()
-        if isinstance(cfg, cls):
-            return cfg
-        if not isinstance(cfg, dict):
-            try:  # omegaconf is optional at this level
-                from omegaconf import DictConfig, OmegaConf
-
-                if isinstance(cfg, DictConfig):
-                    cfg = OmegaConf.to_container(cfg, resolve=True)
-            except ImportError:  # pragma: no cover
-                pass
-        if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-            cfg = dataclasses.asdict(cfg)
-        if not isinstance(cfg, dict):
-            raise TypeError(f"world config must be a WorldConfig, dict or DictConfig, got {type(cfg).__name__}")
-        known = {f.name for f in fields(cls)}
-        # keys the Hydra env group may carry that are not world settings
-        cfg = {k: v for k, v in cfg.items() if k not in ("name", "_target_", "backend", "scene_seed")}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ValueError(f"unknown world config key(s) {unknown}; valid keys: {sorted(known)}")
-        return cls(**cfg)
+        """WorldConfig | dict | omegaconf DictConfig | None -> WorldConfig; unknown keys are an error.
+        `backend` and `scene_seed` may ride along in the Hydra env group; they are not world settings."""
+        return coerce_config(cls, cfg, "world config", ignore=("backend", "scene_seed"))

@@ -5,6 +5,6 @@ coordinate/quaternion conversion, action mapping, goals and view points, metrics
 tested without it; only `envs.habitat.sim` touches the real API, lazily.
 """
 from envs.habitat.config import HabitatConfig
-from envs.habitat.errors import BackendUnavailableError
+from envs.errors import BackendUnavailableError
 
 __all__ = ["HabitatConfig", "BackendUnavailableError"]

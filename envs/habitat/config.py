@@ -1,44 +1,15 @@
 """`env=habitat` configuration (becomes the Hydra config group; defaults = habitat-lab ObjectNav HM3D).
-
-Also hosts `coerce_config`, which turns whatever the caller has (dataclass, dict, omegaconf
-DictConfig, None) into a validated config dataclass with one clear error line for unknown keys.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
-
-# Keys a Hydra group file may carry besides the dataclass fields (the group's own name).
-_IGNORED_KEYS = frozenset({"name", "_target_"})
+from envs.config import coerce_config  # noqa: F401  (re-exported for make_habitat_env)
 
 SCENE_SUFFIXES = (".glb", ".gltf", ".ply", ".obj", ".house")
-
-
-def coerce_config(cls: type[T], cfg: Any, group: str) -> T:
-    """Build `cls` from None | cls | other dataclass | Mapping | DictConfig; unknown keys are an error."""
-    if cfg is None:
-        return cls()
-    if isinstance(cfg, cls):
-        return cfg
-    if type(cfg).__module__.startswith("omegaconf"):
-        from omegaconf import OmegaConf
-
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    elif dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        cfg = dataclasses.asdict(cfg)
-    if not isinstance(cfg, Mapping):
-        raise TypeError(f"{group} config must be a dict, dataclass or DictConfig, got {type(cfg).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(cfg) - names - _IGNORED_KEYS)
-    if unknown:
-        raise ValueError(f"unknown {group} key(s) {unknown}; valid keys: {sorted(names)}")
-    return cls(**{k: v for k, v in cfg.items() if k in names})
 
 
 def _positive(obj: Any, *names: str) -> None:

@@ -16,7 +16,7 @@ from envs.geometry import intrinsics_from_hfov
 from envs.habitat.actions import action_space, parse_action, to_habitat_action
 from envs.habitat.config import HabitatConfig, coerce_config
 from envs.habitat.convert import pose_to_habitat, sensor_state_to_pose
-from envs.habitat.errors import require_habitat_sim
+from envs.errors import require_habitat_sim
 from envs.habitat.goals import (
     SceneObject,
     available_categories,

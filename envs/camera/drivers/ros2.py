@@ -18,7 +18,7 @@ def require_rclpy() -> Any:
         import rclpy
         from geometry_msgs.msg import Twist as _Twist  # noqa: F401
     except ImportError as e:
-        from envs.habitat.errors import BackendUnavailableError
+        from envs.errors import BackendUnavailableError
 
         raise BackendUnavailableError("env.base=ros2 needs rclpy and geometry_msgs: `source /opt/ros/<distro>/"
                                       "setup.bash` (ROS 2 Humble or newer) in the shell that runs the agent, or "
