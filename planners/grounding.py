@@ -1,0 +1,229 @@
+"""`grounding` planner: imagine best-of-N grounding videos, keep those with a confident red box, read
+back the camera path, execute its first part, re-imagine (receding horizon).
+
+Per plan: context from memory -> imagination.ground(N samples) -> per sample: red box on the last
+frames (none -> rejected), path read back (flow + current depth, or the inverse-dynamics model),
+collision check of the path against the current depth (collides -> rejected) -> best score ->
+controller actions. Stop when the chosen path is already (nearly) at its end, the box is centred
+and the current depth inside the box is within `stop_distance`. Faults (the imagination raises or
+returns NaN, no sample has a box, every path collides) make the next plan use a new seed; after
+`max_failures` in a row the agent turns in place so the context changes.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from envs.base import NavEnv, intrinsics_of
+from envs.geometry import intrinsics_from_hfov, matrix_to_pose, pose_to_matrix
+from envs.types import Action, Box2D, Episode, Observation, Pose
+from models.types import ImaginedVideo, Imagination, grounding_instruction
+from planners.base import (
+    Plan,
+    SampleDebug,
+    Timer,
+    approach_box_actions,
+    check_video,
+    motion_of,
+    path_actions,
+    free_prefix,
+    path_length_xz,
+    scale_box,
+    should_stop,
+)
+
+if TYPE_CHECKING:
+    from v4s_agent.config import GroundingPlannerConfig
+    from v4s_agent.memory import Memory
+
+log = logging.getLogger(__name__)
+
+NEAR_YAW = np.deg2rad(20.0)
+
+
+def instruction_for(episode: Episode, obs: Observation) -> str:
+    """The paper's template; the observation's own instruction wins when the backend sets one."""
+    if obs.instruction:
+        return obs.instruction
+    cat = episode.target_category.replace("_", " ")
+    article = "an" if cat[:1].lower() in "aeiou" else "a"
+    return grounding_instruction("the apartment", f"{article} {cat}")
+
+
+def trim_box_frames(frames: np.ndarray, box_threshold: float = 0.3) -> np.ndarray:
+    """Frames up to the first red-box frame: the box frames repeat the final pose, and the red
+    outline would only confuse the flow fit."""
+    from planners.readback.box import box_scores
+
+    s = box_scores(frames)
+    n = len(frames)
+    while n > 2 and s[n - 1] >= box_threshold:
+        n -= 1
+    return frames[: min(n + 1, len(frames))]
+
+
+def read_back_path(method: str, frames: np.ndarray, depth: np.ndarray | None, K_img: np.ndarray, video: ImaginedVideo, sample: int):
+    """PathEstimate for one sample. `true` uses poses the imagination reports (oracle only)."""
+    from planners.readback.path import PathEstimate
+
+    if method == "true":
+        poses = video.meta.get("poses_rel")
+        if poses is None:
+            raise ValueError("readback=true needs an imagination that reports poses (the oracle); use readback=flow")
+        return PathEstimate.from_poses(np.asarray(poses[sample]), 1.0, "truth")
+    path_frames = trim_box_frames(frames)
+    if method == "idm":
+        from planners.readback.inverse_dynamics import idm_path
+
+        return idm_path(path_frames)
+    if depth is None:
+        raise ValueError("readback=flow needs depth; this env gives none, use readback=idm")
+    from planners.readback.flow_path import flow_path
+
+    return flow_path(path_frames, depth, K_img)
+
+
+class GroundingPlanner:
+    """Receding-horizon best-of-N grounding (issue 5, item 3)."""
+
+    name = "grounding"
+
+    def __init__(self, cfg: "GroundingPlannerConfig", env: NavEnv, imagination: Imagination, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.env = env
+        self.imagination = imagination
+        self.seed = seed
+        self.K_obs = intrinsics_of(env)
+        self.K_img = intrinsics_from_hfov(env.hfov_deg, imagination.width, imagination.height)
+        self.motion = motion_of(env)
+        self._episode: Episode | None = None
+        self._instruction = ""
+        self._plans = 0
+        self._failures = 0
+
+    def reset(self, episode: Episode, obs: Observation, memory: "Memory") -> None:
+        self._episode = episode
+        self._instruction = instruction_for(episode, obs)
+        self._plans = 0
+        self._failures = 0
+
+    # ------------------------------------------------------------------------------- plan
+    def _imagine(self, memory: "Memory") -> tuple[ImaginedVideo | None, str]:
+        img = self.imagination
+        n_ctx = min(self.cfg.context_frames, memory.cfg.max_context)
+        ctx = memory.select_context(n_ctx, size=(img.height, img.width))
+        seed = self.seed * 100_003 + self._plans * 7919 + self._failures
+        try:
+            video = img.ground(ctx, self._instruction, num_samples=self.cfg.num_samples, seed=seed)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # a model fault is a failed plan, never a crashed episode
+            return None, f"imagination failed ({type(e).__name__}: {e})"
+        why = check_video(video, img.height, img.width)
+        return (video, "") if not why else (None, why)
+
+    def _score_samples(self, video: ImaginedVideo, obs: Observation) -> list[SampleDebug]:
+        from planners.readback.box import detect_red_box
+
+        out: list[SampleDebug] = []
+        for s, frames in enumerate(video.frames):
+            d = SampleDebug()
+            out.append(d)
+            d.box = detect_red_box(frames, min_confidence=self.cfg.min_box_score)
+            if d.box is None:
+                d.rejected = "no confident red box"
+                continue
+            try:
+                path = read_back_path(self.cfg.readback, frames, obs.depth, self.K_img, video, s)
+            except ValueError as e:
+                d.rejected = f"read-back failed: {e}"
+                continue
+            d.poses_rel, d.confidence = path.poses_rel, float(path.confidence)
+            if not np.all(np.isfinite(d.poses_rel)):
+                d.rejected = "read-back path is not finite"
+                continue
+            prefix, why = free_prefix(obs.depth, self.K_obs, d.poses_rel, self.cfg.agent_radius)
+            if prefix is None:
+                d.rejected = why
+                continue
+            d.cut = why
+            d.poses_rel = prefix
+            # a path cut short by an obstacle is worth less than one that reaches the target
+            d.score = float(d.box.score * (0.5 + 0.5 * d.confidence) * (0.5 if why else 1.0))
+        return out
+
+    def _fallback(self, plan: Plan, why: str) -> Plan:
+        """A failed plan: replan with a new seed; after max_failures in a row, turn so the view changes."""
+        self._failures += 1
+        if self._failures >= self.cfg.max_failures:
+            self._failures = 0
+            plan.actions = [Action.TURN_LEFT] * max(1, int(round(90.0 / self.motion.turn_deg)))
+            plan.note = f"{why}; {self.cfg.max_failures} failed plans in a row -> turning to change the view"
+        else:
+            plan.note = f"{why}; replanning with a new seed"
+        log.info(plan.note)
+        return plan
+
+    def plan(self, obs: Observation, memory: "Memory") -> Plan:
+        plan = Plan(imagined=True)
+        with Timer() as t:
+            self._plan_into(plan, obs, memory)
+        plan.seconds = t.seconds
+        self._plans += 1
+        return plan
+
+    def _plan_into(self, plan: Plan, obs: Observation, memory: "Memory") -> None:
+        video, why = self._imagine(memory)
+        if video is None:
+            self._fallback(plan, why)
+            return
+        plan.videos.append(video)
+        samples = self._score_samples(video, obs)
+        plan.samples.append(samples)
+        kept = [i for i, d in enumerate(samples) if not d.rejected]
+        if not kept:
+            reasons = sorted({d.rejected for d in samples})
+            self._fallback(plan, f"no usable sample of {len(samples)} ({'; '.join(reasons)})")
+            return
+        best = max(kept, key=lambda i: samples[i].score)
+        plan.chosen = (0, best)
+        d = samples[best]
+        self._failures = 0
+        start = obs.pose if obs.pose is not None else Pose((0.0, 0.0, 0.0), 0.0)
+        T0 = pose_to_matrix(start)
+        plan.path_world = [matrix_to_pose(T0 @ T) for T in d.poses_rel]
+        plan.target_world = self._target_estimate(d, obs, start)
+        plan.actions, plan.note = self._act(d, obs, start)
+        if d.cut:
+            plan.note += f" (path cut: {d.cut})"
+
+    def _target_estimate(self, d: SampleDebug, obs: Observation, start: Pose) -> np.ndarray | None:
+        """Where the target is: along the end pose's view ray through the box centre, at the depth
+        the current view measures there when the path is short (else unknown)."""
+        if d.box is None or obs.depth is None or path_length_xz(d.poses_rel) > self.cfg.near_translation:
+            return None
+        try:
+            from planners.readback.target import target_position
+
+            sx, sy = obs.rgb.shape[1] / self.imagination.width, obs.rgb.shape[0] / self.imagination.height
+            p = target_position(scale_box(d.box, sx, sy), obs.depth, start, self.K_obs)
+            return None if p is None else np.asarray(p, dtype=np.float64)
+        except (ImportError, ValueError):
+            return None
+
+    def _act(self, d: SampleDebug, obs: Observation, start: Pose) -> tuple[list[Action], str]:
+        H, W = obs.rgb.shape[:2]
+        box_obs = scale_box(d.box, W / self.imagination.width, H / self.imagination.height)
+        end = d.poses_rel[-1]
+        end_yaw = float(matrix_to_pose(end).yaw)
+        near = not d.cut and path_length_xz(d.poses_rel) <= self.cfg.near_translation and abs(end_yaw) <= NEAR_YAW
+        if near and should_stop(box_obs, obs.depth, W, H, self.cfg.gamma, self.cfg.stop_distance, self.K_obs):
+            return [Action.STOP], "target centred within stop distance -> STOP"
+        actions = path_actions(start, d.poses_rel, self.motion)
+        if not actions:
+            # The imagined path ends here but the target is still far: walk towards the box.
+            actions = approach_box_actions(box_obs, obs.depth, W, self.motion, self.K_obs, self.cfg.agent_radius, self.cfg.gamma)
+            return actions[: self.cfg.execute_steps], "path ends here; approaching the box"
+        return actions[: self.cfg.execute_steps], f"executing {min(len(actions), self.cfg.execute_steps)}/{len(actions)} actions of the read-back path"

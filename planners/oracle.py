@@ -1,0 +1,164 @@
+"""`oracle` planner: the grounding loop with the imagination replaced by simulator renders.
+
+`OracleImagination` implements the `Imagination` protocol: `ground` renders the path a greedy discrete
+expert walks from the agent's pose to a view point of the target (facing it) and draws the red box (draw_red_box) on the trailing
+frames; `navigate` renders at the waypoints. It renders at the imagination's resolution so the
+read-back, controller and viewer see exactly what they would see from the model — the upper bound of
+what a perfect generator could give the same loop. It also reports the poses it rendered at in
+`meta["poses_rel"]`, which `readback=true` uses (default) to separate generation from read-back
+errors; `readback=flow` measures the whole chain.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+
+from envs.geometry import apply_relative, pose_to_matrix, wrap_angle
+from envs.types import Pose
+from models.types import ImaginedVideo, VideoContext, draw_red_box
+from planners.base import PlannerError
+from planners.grounding import GroundingPlanner
+
+class OracleImagination:
+    """Simulator renders in place of generated videos (same protocol as the diffusion pipeline)."""
+
+    def __init__(self, world: Any, height: int = 64, width: int = 64, num_frames: int = 20, num_box_frames: int = 4) -> None:
+        for attr in ("render_at", "view_points", "navgrid", "gt_boxes", "scene"):
+            if not hasattr(world, attr):
+                raise PlannerError(f"the oracle needs a simulator with {attr}() (env=embedded); {type(world).__name__} has none")
+        self.world = world
+        self.height, self.width, self.num_frames, self.num_box_frames = height, width, num_frames, num_box_frames
+
+    # ------------------------------------------------------------------------------- helpers
+    def _current(self) -> Pose:
+        return self.world.agent_pose
+
+    def _render(self, pose: Pose) -> tuple[np.ndarray, Any]:
+        obs = self.world.render_at(pose)
+        rgb = obs.rgb
+        if rgb.shape[:2] != (self.height, self.width):
+            rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return rgb, obs
+
+    def _goal_points(self) -> tuple[np.ndarray, np.ndarray]:
+        """(K, 2) view points of all target instances and (K,) their instance ids."""
+        ep = self.world.episode
+        ids = tuple(getattr(ep, "target_instance_ids", ()) or ())
+        if not ids:
+            raise ValueError("the episode names no target instance; the oracle needs simulator ground truth")
+        pts, owner = [], []
+        for iid in ids:
+            vp = np.asarray(self.world.view_points(iid), dtype=np.float64).reshape(-1, 2)
+            pts.append(vp)
+            owner.append(np.full(len(vp), iid))
+        pts_a, own_a = np.concatenate(pts), np.concatenate(owner)
+        if len(pts_a) == 0:
+            raise ValueError("no target instance has a view point")
+        return pts_a, own_a
+
+    def expert_poses(self, start: Pose, max_actions: int = 400) -> tuple[list[Pose], int]:
+        """Poses after each action of a greedy discrete expert (Habitat's shortest-path follower,
+        one-step lookahead over every heading on the geodesic field): walk until standing on a view
+        point of a target, then turn to face that instance. Why not the shortest path itself: a
+        polyline through free space is not what 0.25 m / 30-degree actions can follow without
+        clipping corners; the expert's poses are exactly executable. Returns (poses, instance id)."""
+        grid = self.world.navgrid
+        goals, owner = self._goal_points()
+        step = float(self.world.cfg.forward_step)
+        turn = np.deg2rad(float(self.world.cfg.turn_angle_deg))
+        n_head = int(round(2 * np.pi / turn))
+        pose = start
+        poses = [start]
+        y = start.position[1]
+        d_now = grid.geodesic_distance(start.xyz[[0, 2]], goals)
+        while len(poses) < max_actions and np.isfinite(d_now) and d_now > 0.0:
+            x, z = pose.position[0], pose.position[2]
+            best = None
+            for k in range(-(n_head // 2) + 1, n_head // 2 + 1):
+                yaw = pose.yaw + k * turn
+                nx_, nz_ = x - step * np.sin(yaw), z - step * np.cos(yaw)
+                if not grid.segment_free((x, z), (nx_, nz_)):
+                    continue
+                val = grid.geodesic_distance((nx_, nz_), goals) + 0.02 * abs(k)
+                if best is None or val < best[0]:
+                    best = (val, k, nx_, nz_)
+            if best is None or best[0] >= d_now:  # no move brings it closer: as close as it gets
+                break
+            _, k, nx_, nz_ = best
+            for _ in range(abs(k)):
+                pose = Pose(pose.position, float(wrap_angle(pose.yaw + np.sign(k) * turn)), 0.0)
+                poses.append(pose)
+            pose = Pose((float(nx_), y, float(nz_)), pose.yaw, 0.0)
+            poses.append(pose)
+            d_now = grid.geodesic_distance((nx_, nz_), goals)
+        # face the nearest target instance, in whole turns
+        here = pose.xyz[[0, 2]]
+        iid = int(owner[int(np.argmin(np.linalg.norm(goals - here, axis=1)))])
+        obj = self.world.scene.object(iid)
+        want = float(np.arctan2(-(obj.position[0] - here[0]), -(obj.position[2] - here[1])))
+        n = int(round(float(wrap_angle(want - pose.yaw)) / turn))
+        for _ in range(abs(n)):
+            pose = Pose(pose.position, float(wrap_angle(pose.yaw + np.sign(n) * turn)), 0.0)
+            poses.append(pose)
+        return poses, iid
+
+    def _fit_frames(self, poses: list[Pose], n: int) -> list[Pose]:
+        """Exactly `n` poses: the first n//2 expert poses one per action, the rest evenly spaced to
+        the end (or padded with the last). Why dense at the start: the receding-horizon loop only
+        executes the first few actions, and a chord between poses several actions apart can clip a
+        corner that the expert went around."""
+        if len(poses) <= n:
+            return poses + [poses[-1]] * (n - len(poses))
+        head = n // 2
+        tail = np.linspace(head, len(poses) - 1, n - head).round().astype(int)
+        return poses[:head] + [poses[i] for i in tail]
+
+    def _video(self, poses: list[Pose], start: Pose, box_for: int | None, samples: int, mode: str, t0: float, **kw: Any) -> ImaginedVideo:
+        frames = []
+        last_obs = None
+        for p in poses:
+            rgb, last_obs = self._render(p)
+            frames.append(rgb)
+        rel = np.stack([np.linalg.inv(pose_to_matrix(start)) @ pose_to_matrix(p) for p in poses])
+        if box_for is not None and self.num_box_frames > 0:
+            box = next((b for b in self.world.gt_boxes(last_obs) if b.instance_id == box_for), None)
+            boxed = frames[-1]
+            if box is not None:
+                sx, sy = self.width / last_obs.rgb.shape[1], self.height / last_obs.rgb.shape[0]
+                boxed = draw_red_box(frames[-1], (box.x0 * sx, box.y0 * sy, box.x1 * sx, box.y1 * sy))
+            frames += [boxed] * self.num_box_frames
+            rel = np.concatenate([rel, np.repeat(rel[-1:], self.num_box_frames, axis=0)])
+        video = np.stack(frames)
+        return ImaginedVideo(
+            frames=np.repeat(video[None], samples, axis=0),
+            mode=mode,  # type: ignore[arg-type]
+            seconds=time.perf_counter() - t0,
+            meta={"poses_rel": np.repeat(rel[None], samples, axis=0), "oracle": True},
+            **kw,
+        )
+
+    # ------------------------------------------------------------------------------ protocol
+    def ground(self, context: VideoContext, instruction: str, num_samples: int = 1, seed: int = 0) -> ImaginedVideo:
+        t0 = time.perf_counter()
+        start = self._current()
+        path, iid = self.expert_poses(start)
+        poses = self._fit_frames(path, self.num_frames - self.num_box_frames)
+        return self._video(poses, start, iid, num_samples, "grounding", t0, instruction=instruction)
+
+    def navigate(self, context: VideoContext, waypoints: np.ndarray, num_samples: int = 1, seed: int = 0) -> ImaginedVideo:
+        t0 = time.perf_counter()
+        w = np.asarray(waypoints, dtype=np.float64)
+        if w.ndim != 2 or w.shape[1] != 6:
+            raise ValueError(f"waypoints must be (F, 6) (dx, dy, dz, dyaw, dpitch, droll), got {w.shape}")
+        start = self._current()
+        poses = [apply_relative(start, row[:3], row[3:]) for row in w]
+        return self._video(poses, start, None, num_samples, "navigation", t0, waypoints=w)
+
+
+class OraclePlanner(GroundingPlanner):
+    """Same loop as `grounding`, imagination = OracleImagination over the env itself."""
+
+    name = "oracle"

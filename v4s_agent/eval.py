@@ -1,0 +1,118 @@
+"""`python -m v4s_agent.eval SUBCOMMAND [key=value ...]` — measurements with one JSON line on stdout.
+
+  agent         planner=NAME split=test episodes=N [seed=S model=... env=...]
+                -> success, spl, soft_spl, distance_to_goal, seconds_per_plan, episodes
+  imagination   split=test episodes=N  (models/evaluate.py: eval_imagination(argv) -> dict)
+
+Progress goes to stderr. Overrides use the same Hydra config as `v4s_agent.run` (composed with the
+compose API, so no Hydra output dirs). Per-episode lines land in outputs/<run_name>/results.jsonl;
+no recordings are written (pass rerun=true gif=true via `v4s_agent.run` for those).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+USAGE = __doc__.split("\n\n")[0] + "\n" + __doc__.split("\n\n")[1]
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+
+# subcommand -> "module:function"; function(argv: list[str]) -> dict. Imported lazily.
+SUBCOMMANDS: dict[str, str] = {
+    "agent": "v4s_agent.eval:eval_agent",
+    "imagination": "models.evaluate:eval_imagination",
+}
+
+
+class EvalError(ValueError):
+    pass
+
+
+def compose_run_config(overrides: list[str]) -> Any:
+    """Hydra compose of conf/config.yaml with `overrides` -> validated RunConfig (one-line errors)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from v4s_agent.config import ConfigError, register_configs
+
+    register_configs()
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise EvalError(f"arguments must be key=value Hydra overrides, got {bad}")
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+            cfg = compose("config", overrides=overrides)
+        return OmegaConf.to_object(cfg)
+    except ConfigError as e:
+        raise EvalError(str(e)) from None
+    except (HydraException, OmegaConfBaseException) as e:
+        parts = [str(e).strip()]
+        if e.__cause__ is not None:
+            parts.append(str(e.__cause__).strip())
+        text = " ".join(" ".join(parts).split())
+        cut = text.find("Config search path")
+        raise EvalError(text[:cut].strip() if cut > 0 else text) from None
+
+
+def eval_agent(argv: list[str]) -> dict[str, Any]:
+    """Run the agent on `episodes` test episodes; summary dict with the DESIGN.md keys."""
+    from planners.base import PlannerError
+    from v4s_agent.config import ConfigError
+    from v4s_agent.run import SetupError, run_episodes, summarize
+
+    names = {o.split("=", 1)[0] for o in argv}
+    defaults = ["rerun=false", "gif=false", "resume=false"]
+    if "run_name" not in names:
+        planner = next((o.split("=", 1)[1] for o in argv if o.startswith("planner=")), "grounding")
+        split = next((o.split("=", 1)[1] for o in argv if o.startswith("split=")), "test")
+        defaults.append(f"run_name=eval-{planner}-{split}")
+    cfg = compose_run_config(defaults + list(argv))
+    try:
+        outcome = run_episodes(cfg, record=cfg.rerun or cfg.gif)
+    except (SetupError, ConfigError, PlannerError) as e:
+        raise EvalError(str(e)) from None
+    out = summarize(outcome.records)
+    out.update(planner=cfg.planner.name, split=cfg.split, seed=cfg.seed, max_steps=cfg.max_steps,
+               errors=len(outcome.errors), interrupted=outcome.interrupted,
+               results=str(outcome.output_dir / "results.jsonl"))
+    return out
+
+
+def dispatch(sub: str) -> Callable[[list[str]], dict]:
+    if sub not in SUBCOMMANDS:
+        raise EvalError(f"unknown subcommand {sub!r}; choose one of {sorted(SUBCOMMANDS)}")
+    module, _, attr = SUBCOMMANDS[sub].partition(":")
+    if module == __name__ or module == "v4s_agent.eval":  # this module (also when run as __main__)
+        return globals()[attr]
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise EvalError(f"`eval {sub}` is not available yet ({module}.{attr}: {e})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, file=sys.stderr)
+        return 0 if argv else 2
+    try:
+        result = dispatch(argv[0])(argv[1:])
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except EvalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result), flush=True)
+    return 130 if result.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""`python -m v4s_agent.run [env=...] [planner=...] [model=...] [episodes=N] [seed=S] [run_name=NAME]`
+
+Runs episodes with a progress bar, appends one JSON line per finished episode to
+`outputs/<run_name>/results.jsonl` (a rerun skips the episode ids already there), and writes
+`episode_<id>.rrd` (Rerun) and `episode_<id>.gif` per episode. Ctrl-C keeps the finished episodes
+and exits 130. Bad input (unknown name, missing checkpoint, bad value) -> one line on stderr, exit 2.
+
+`run_episodes` is the shared core; `v4s_agent.eval agent` calls it without recordings.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede any mujoco import
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from v4s_agent.config import ConfigError, ModelConfig, RunConfig, register_configs  # noqa: E402
+
+log = logging.getLogger("v4s_agent.run")
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class SetupError(RuntimeError):
+    """Something the user must fix before a run can start (one line, with the fix)."""
+
+
+# ------------------------------------------------------------------------------------ builders
+def load_imagination(model: ModelConfig) -> Any:
+    """The imagination named by `model=`: shipped tiny checkpoint, random tiny pipeline, or none."""
+    if model.name == "none":
+        return None
+    ckpt = Path(model.checkpoint)
+    if model.name == "tiny" and not ckpt.exists():
+        raise SetupError(f"checkpoint {ckpt} not found; train it (see README) or pass model=random / planner=oracle|explore")
+    try:
+        from models import pipeline as mp
+    except ImportError as e:
+        raise SetupError(f"models.pipeline cannot be imported ({e}); use a planner without imagination (planner=explore|oracle)") from None
+    steps = {} if model.num_inference_steps is None else {"num_inference_steps": int(model.num_inference_steps)}
+    if model.name == "random":
+        return mp.tiny_pipeline(model.seed, **steps)
+    try:
+        pipe = mp.load_default_pipeline(path=str(ckpt))
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise SetupError(f"cannot load checkpoint {ckpt}: {str(e).splitlines()[0]}") from None
+    if steps and hasattr(pipe, "settings"):
+        import dataclasses
+
+        pipe.settings = dataclasses.replace(pipe.settings, **steps)
+    return pipe
+
+
+def build_env(cfg: RunConfig) -> Any:
+    from envs.base import make_env
+
+    backend_cfg = cfg.env.backend_config()
+    try:
+        return make_env(cfg.env.name, backend_cfg)
+    except ImportError as e:
+        raise SetupError(f"env {cfg.env.name!r} is not available ({e}); use env=embedded or install that backend") from None
+
+
+def make_episode_list(cfg: RunConfig, env: Any) -> list[Any]:
+    """Episodes of `split` for this env: the env's own generator if it has one, else the embedded task's."""
+    if hasattr(env, "make_episodes"):
+        return list(env.make_episodes(cfg.split, cfg.episodes, cfg.seed))
+    if cfg.env.name == "embedded":
+        from envs.embedded.task import make_episodes
+
+        return list(make_episodes(cfg.split, cfg.episodes, cfg.seed))
+    return [None] * cfg.episodes  # the backend picks (rig: one "episode" per run)
+
+
+def needs_imagination(cfg: RunConfig) -> bool:
+    from planners.factory import NEEDS_IMAGINATION
+
+    name = cfg.planner.name
+    return name in NEEDS_IMAGINATION or (name == "pose_following" and cfg.planner.imagine)
+
+
+# -------------------------------------------------------------------------------------- runner
+def read_done(path: Path) -> dict[str, dict]:
+    """episode_id -> record of the lines already in results.jsonl (a torn last line is ignored)."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            done[str(rec["episode_id"])] = rec
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return done
+
+
+@dataclass
+class RunOutcome:
+    records: list[dict] = field(default_factory=list)  # all episodes of this run (resumed ones too)
+    interrupted: bool = False
+    errors: list[str] = field(default_factory=list)
+    output_dir: Path = Path(".")
+
+
+def _safe_name(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))
+
+
+def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
+    """Run `cfg.episodes` episodes; append each finished one to results.jsonl right away.
+    Raises SetupError/ConfigError/PlannerError for bad input, before any episode starts."""
+    from tqdm import tqdm
+
+    from planners.base import PlannerError
+    from planners.factory import check_planner_name, make_planner
+    from v4s_agent.agent import run_episode
+    from v4s_agent.viz import GifRecorder, RerunRecorder
+
+    check_planner_name(cfg.planner.name)
+    out = Path(cfg.output_dir)
+    results = out / "results.jsonl"
+    outcome = RunOutcome(output_dir=out)
+
+    # The model first: a missing checkpoint should fail before the world is built.
+    imagination = load_imagination(cfg.model) if needs_imagination(cfg) else None
+    env = build_env(cfg)
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # only once the run can start
+        done = read_done(results) if cfg.resume else {}
+        if not cfg.resume and results.exists():
+            results.unlink()
+        try:
+            planner = make_planner(cfg.planner, env, imagination, seed=cfg.seed)
+        except (PlannerError, ValueError) as e:
+            raise SetupError(str(e)) from None
+        episodes = make_episode_list(cfg, env)
+        bar = tqdm(total=len(episodes), desc=f"{cfg.planner.name} episodes", unit="ep", file=sys.stderr, disable=not cfg.progress)
+        try:
+            for i, ep in enumerate(episodes):
+                eid = ep.episode_id if ep is not None else f"{cfg.split}-{cfg.seed}-{i}"
+                if eid in done:
+                    outcome.records.append(done[eid])
+                    bar.update(1)
+                    continue
+                observers: list[Any] = []
+                if record and cfg.rerun:
+                    observers.append(RerunRecorder(out / f"episode_{_safe_name(eid)}.rrd", recording_id=f"{cfg.run_name}-{eid}"))
+                if record and cfg.gif:
+                    observers.append(GifRecorder(out / f"episode_{_safe_name(eid)}.gif"))
+                try:
+                    res = run_episode(env, planner, ep, cfg.max_steps, look_around=cfg.look_around,
+                                      observers=observers, seed=cfg.seed + i)
+                except KeyboardInterrupt:
+                    for o in observers:
+                        if hasattr(o, "close"):
+                            o.close()
+                    raise
+                except Exception as e:  # an env fault in one episode: report it, keep the run going
+                    msg = f"episode {eid} failed: {type(e).__name__}: {e}"
+                    log.error(msg)
+                    print(msg, file=sys.stderr)
+                    outcome.errors.append(msg)
+                    bar.update(1)
+                    continue
+                rec = res.record()
+                rec["seed"] = cfg.seed
+                with results.open("a") as f:  # one complete line per finished episode
+                    f.write(json.dumps(rec) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                outcome.records.append(rec)
+                bar.update(1)
+                bar.set_postfix(success=f"{sum(r['success'] or 0 for r in outcome.records) / len(outcome.records):.2f}")
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        finally:
+            bar.close()
+    finally:
+        try:
+            env.close()
+        except Exception:
+            pass
+    return outcome
+
+
+def summarize(records: list[dict]) -> dict[str, Any]:
+    """Means over episodes of the DESIGN.md `eval agent` keys."""
+    import numpy as np
+
+    def mean(key: str) -> float | None:
+        v = [r[key] for r in records if r.get(key) is not None]
+        return float(np.mean(v)) if v else None
+
+    plans = [(r["seconds_per_plan"], r["num_plans"]) for r in records if r.get("seconds_per_plan") is not None and r.get("num_plans")]
+    spp = sum(s * n for s, n in plans) / sum(n for _, n in plans) if plans else None
+    return {
+        "success": mean("success"),
+        "spl": mean("spl"),
+        "soft_spl": mean("soft_spl"),
+        "distance_to_goal": mean("distance_to_goal"),
+        "seconds_per_plan": spp,
+        "episodes": len(records),
+        "planner_errors": int(sum(r.get("planner_errors") or 0 for r in records)),
+    }
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """DictConfig -> validated RunConfig (ConfigError with one line on a bad value)."""
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, RunConfig)
+    return obj
+
+
+def fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def run_cli(cfg: RunConfig) -> int:
+    """The body of `python -m v4s_agent.run` once the config is valid; returns the exit code."""
+    from planners.base import PlannerError
+
+    try:
+        outcome = run_episodes(cfg, record=True)
+    except (SetupError, ConfigError, PlannerError) as e:
+        return fail(str(e))
+    summary = summarize(outcome.records)
+    summary.update(output_dir=str(outcome.output_dir), errors=len(outcome.errors), interrupted=outcome.interrupted)
+    print(json.dumps(summary))
+    if outcome.interrupted:
+        print(f"interrupted: {len(outcome.records)} finished episode(s) kept in {outcome.output_dir / 'results.jsonl'}; "
+              "run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+register_configs()
+
+
+@hydra.main(config_path="conf", config_name="config", version_base=None)
+def main(cfg: DictConfig) -> None:
+    try:
+        rc = to_run_config(cfg)
+    except ConfigError as e:
+        sys.exit(fail(str(e)))
+    except Exception as e:  # OmegaConf validation errors: keep the first line
+        sys.exit(fail(str(e).splitlines()[0]))
+    try:
+        code = run_cli(rc)
+    except KeyboardInterrupt:  # before the first episode (env build, model load)
+        code = fail("interrupted before any episode finished", EXIT_INTERRUPTED)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
