@@ -12,6 +12,11 @@ from types import ModuleType
 # habitat-sim README ("[Recommended] Conda Packages"); conda-build/matrix_builder.py builds py3.9 only.
 HABITAT_CONDA_CMD = "conda install habitat-sim withbullet headless -c conda-forge -c aihabitat"
 HABITAT_PYTHONS = "3.9"
+# habitat-sim BUILD_FROM_SOURCE.md (headless, with Bullet); needs cmake and EGL dev headers.
+HABITAT_SOURCE_CMD = (
+    "git clone --branch stable https://github.com/facebookresearch/habitat-sim && cd habitat-sim && "
+    "pip install -r requirements.txt && python setup.py install --headless --with-bullet"
+)
 
 
 class BackendUnavailableError(ImportError):
@@ -20,12 +25,11 @@ class BackendUnavailableError(ImportError):
 
 def habitat_unavailable_message(reason: str = "") -> str:
     why = f" ({reason})" if reason else ""
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
     return (
-        f"env=habitat needs habitat_sim, which is not importable in Python "
-        f"{sys.version_info.major}.{sys.version_info.minor}{why}; install it with "
-        f"`{HABITAT_CONDA_CMD}` in a conda env with Python {HABITAT_PYTHONS} (habitat-sim's conda "
-        f"builds target Python {HABITAT_PYTHONS} only: `conda create -n habitat python=3.9 cmake=3.14.0`), "
-        f"or use env=embedded"
+        f"env=habitat needs habitat_sim, which is not importable in Python {py}{why}; its conda package "
+        f"(`{HABITAT_CONDA_CMD}`) is built for Python {HABITAT_PYTHONS} only, so for this Python {py} build it "
+        f"from source into this venv: `{HABITAT_SOURCE_CMD}` (see README, Habitat backend), or use env=embedded"
     )
 
 

@@ -38,7 +38,7 @@ def test_missing_habitat_sim_raises_one_line_with_conda_command():
     with pytest.raises(BackendUnavailableError) as ei:
         make_env("habitat", {"scene": "any.glb"})
     msg = str(ei.value)
-    assert "\n" not in msg and HABITAT_CONDA_CMD in msg and "Python 3.9" in msg and "not installed" in msg
+    assert "\n" not in msg and HABITAT_CONDA_CMD in msg and "Python 3.9" in msg and "not installed" in msg and "setup.py install --headless" in msg
     assert isinstance(ei.value, ImportError)  # callers that catch ImportError for optional extras still work
 
 

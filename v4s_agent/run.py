@@ -61,10 +61,13 @@ def load_imagination(model: ModelConfig) -> Any:
 
 def build_env(cfg: RunConfig) -> Any:
     from envs.base import make_env
+    from envs.errors import BackendUnavailableError
 
     backend_cfg = cfg.env.backend_config()
     try:
         return make_env(cfg.env.name, backend_cfg)
+    except BackendUnavailableError as e:  # already one line with the install command
+        raise SetupError(str(e)) from None
     except ImportError as e:
         raise SetupError(f"env {cfg.env.name!r} is not available ({e}); use env=embedded or install that backend") from None
 
@@ -129,10 +132,10 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
     results = out / "results.jsonl"
     outcome = RunOutcome(output_dir=out)
 
-    # The model first: a missing checkpoint should fail before the world is built.
-    imagination = load_imagination(cfg.model) if needs_imagination(cfg) else None
+    # The world first: a missing backend (habitat_sim) is the more basic problem to report.
     env = build_env(cfg)
     try:
+        imagination = load_imagination(cfg.model) if needs_imagination(cfg) else None
         out.mkdir(parents=True, exist_ok=True)  # only once the run can start
         done = read_done(results) if cfg.resume else {}
         if not cfg.resume and results.exists():
