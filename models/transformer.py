@@ -1,0 +1,427 @@
+"""The Video4Spatial transformer: diffusers' Wan DiT plus clean context frames, sparse RoPE and cameras.
+
+`V4STransformer` subclasses `WanTransformer3DModel` and adds no parameters except an optional
+zero-initialised camera projection, so a stock Wan checkpoint loads into it (`from_wan`) and, with
+contiguous positions, no camera and full attention, it computes exactly what the stock model does.
+
+What it adds (paper §3.2, §3.4):
+- clean context latents concatenated with the noisy targets along time; context tokens get t = 0
+  through Wan's per-token timestep path (the Wan2.2 TI2V model was trained with it);
+- temporal RoPE positions per frame (sparse source indices for context, last index + gap for targets);
+- navigation: Plücker ray maps of the target cameras, patchified and added to the target tokens;
+- `context_attention="one_way"`: context tokens attend only to context, so their keys/values do not
+  depend on the noisy targets and are computed once per rollout (`build_context_cache`).
+
+Written against diffusers 0.42.1 `models/transformers/transformer_wan.py`; `_self_attention` and
+`_block_forward` mirror `WanAttnProcessor.__call__` / `WanTransformerBlock.forward` line by line
+because the stock block hard-codes `attention_mask=None` and cannot take cached keys.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.embeddings import get_1d_rotary_pos_embed
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.transformers.transformer_wan import WanTransformer3DModel, WanTransformerBlock
+
+ContextAttention = Literal["full", "one_way"]
+CONTEXT_ATTENTION_MODES = ("full", "one_way")
+
+
+@dataclass
+class ContextCache:
+    """Per-block self-attention keys/values of the context tokens (after qk-norm and RoPE).
+
+    Valid for one rollout: fixed context latents, text embedding and batch layout.
+    keys[i], values[i]: (B, Lc, heads, head_dim)."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    num_frames: int
+    batch_size: int
+
+    @property
+    def num_tokens(self) -> int:
+        return self.keys[0].shape[1]
+
+
+def _apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # Same arithmetic (and dtype promotion) as diffusers' WanAttnProcessor.apply_rotary_emb.
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos = cos[..., 0::2]
+    sin = sin[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out.type_as(x)
+
+
+class V4STransformer(WanTransformer3DModel):
+    """Wan DiT with a clean video context, per-frame RoPE positions, optional cameras and KV cache.
+
+    Extra config: `camera_channels` (values per token of the patchified Plücker map, 6·pt·ph·pw;
+    None = no camera layer) and `context_attention` ("full" as in the paper, or "one_way")."""
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: tuple[int, ...] = (1, 2, 2),
+        num_attention_heads: int = 40,
+        attention_head_dim: int = 128,
+        in_channels: int = 16,
+        out_channels: int = 16,
+        text_dim: int = 4096,
+        freq_dim: int = 256,
+        ffn_dim: int = 13824,
+        num_layers: int = 40,
+        cross_attn_norm: bool = True,
+        qk_norm: str | None = "rms_norm_across_heads",
+        eps: float = 1e-6,
+        image_dim: int | None = None,
+        added_kv_proj_dim: int | None = None,
+        rope_max_seq_len: int = 1024,
+        pos_embed_seq_len: int | None = None,
+        camera_channels: int | None = None,
+        context_attention: str = "full",
+    ) -> None:
+        super().__init__(
+            patch_size=patch_size,
+            num_attention_heads=num_attention_heads,
+            attention_head_dim=attention_head_dim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            text_dim=text_dim,
+            freq_dim=freq_dim,
+            ffn_dim=ffn_dim,
+            num_layers=num_layers,
+            cross_attn_norm=cross_attn_norm,
+            qk_norm=qk_norm,
+            eps=eps,
+            image_dim=image_dim,
+            added_kv_proj_dim=added_kv_proj_dim,
+            rope_max_seq_len=rope_max_seq_len,
+            pos_embed_seq_len=pos_embed_seq_len,
+        )
+        if context_attention not in CONTEXT_ATTENTION_MODES:
+            raise ValueError(f"context_attention must be one of {CONTEXT_ATTENTION_MODES}, got {context_attention!r}")
+        inner_dim = num_attention_heads * attention_head_dim
+        self.camera_embedding: nn.Linear | None = None
+        if camera_channels:
+            # Zero-initialised so a pretrained model starts out ignoring the cameras (ControlNet-style).
+            self.camera_embedding = nn.Linear(camera_channels, inner_dim)
+            nn.init.zeros_(self.camera_embedding.weight)
+            nn.init.zeros_(self.camera_embedding.bias)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_wan(cls, path: str, subfolder: str | None = "transformer", **overrides: Any) -> "V4STransformer":
+        """Load a stock diffusers Wan transformer folder, adding the (zero-initialised) V4S layers.
+
+        diffusers leaves weights missing from the checkpoint on the meta device (low_cpu_mem_usage),
+        so the camera layer is materialised here as zeros, on the dtype/device of the loaded model."""
+        kwargs: dict[str, Any] = dict(overrides)
+        if subfolder:
+            kwargs["subfolder"] = subfolder
+        model = cls.from_pretrained(path, **kwargs)
+        cam = model.camera_embedding
+        if cam is not None and cam.weight.is_meta:
+            ref = model.proj_out.weight
+            layer = nn.Linear(cam.in_features, cam.out_features, device=ref.device, dtype=ref.dtype)
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+            model.camera_embedding = layer
+        still_meta = [n for n, p in model.named_parameters() if p.is_meta]
+        if still_meta:
+            raise RuntimeError(f"{path}: weights missing from the checkpoint: {still_meta[:5]} (not a Wan transformer?)")
+        return model
+
+    # ------------------------------------------------------------------ helpers
+    def rotary_embedding(self, positions: torch.Tensor, pph: int, ppw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) of shape (Bp, F·pph·ppw, 1, head_dim) for temporal positions (F,) or (Bp, F).
+
+        Spatial parts come from the stock precomputed tables; the temporal part is computed for the
+        given (possibly sparse, possibly > rope_max_seq_len) positions in float64 like the stock table,
+        so positions = arange(F) reproduce the stock values bit for bit."""
+        rope = self.rope
+        key = (positions.detach().cpu().numpy().tobytes(), str(positions.dtype), tuple(positions.shape), pph, ppw,
+               str(rope.freqs_cos.device))
+        memo = self.__dict__.setdefault("_rope_memo", {})
+        if key in memo:  # the same positions come back at every denoising step
+            return memo[key]
+        if len(memo) > 64:
+            memo.clear()
+        if positions.ndim == 1:
+            positions = positions[None]
+        if pph > rope.max_seq_len or ppw > rope.max_seq_len:
+            raise ValueError(f"token grid {pph}x{ppw} exceeds rope_max_seq_len={rope.max_seq_len}")
+        bp, nf = positions.shape
+        device = rope.freqs_cos.device
+        pos = positions.to(device=device, dtype=torch.float64).reshape(-1)
+        t_cos, t_sin = get_1d_rotary_pos_embed(
+            rope.t_dim, pos, 10000.0, use_real=True, repeat_interleave_real=True, freqs_dtype=torch.float64
+        )
+        split = [rope.t_dim, rope.h_dim, rope.w_dim]
+        _, h_cos, w_cos = rope.freqs_cos.split(split, dim=1)
+        _, h_sin, w_sin = rope.freqs_sin.split(split, dim=1)
+        outs = []
+        for t, h, w in ((t_cos, h_cos, w_cos), (t_sin, h_sin, w_sin)):
+            t = t.to(h.dtype).view(bp, nf, 1, 1, -1).expand(bp, nf, pph, ppw, -1)
+            h = h[:pph].view(1, 1, pph, 1, -1).expand(bp, nf, pph, ppw, -1)
+            w = w[:ppw].view(1, 1, 1, ppw, -1).expand(bp, nf, pph, ppw, -1)
+            outs.append(torch.cat([t, h, w], dim=-1).reshape(bp, nf * pph * ppw, 1, -1))
+        memo[key] = (outs[0], outs[1])
+        return memo[key]
+
+    def patchify_camera(self, camera: torch.Tensor) -> torch.Tensor:
+        """(B, 6, F, H, W) Plücker maps on the latent grid → (B, F·tokens, 6·pt·ph·pw) token features."""
+        p_t, p_h, p_w = self.config.patch_size
+        b, c, f, h, w = camera.shape
+        x = camera.reshape(b, c, f // p_t, p_t, h // p_h, p_h, w // p_w, p_w)
+        x = x.permute(0, 2, 4, 6, 1, 3, 5, 7)  # B, F', H', W', C, pt, ph, pw
+        return x.reshape(b, (f // p_t) * (h // p_h) * (w // p_w), c * p_t * p_h * p_w)
+
+    def _embed_conditions(self, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor, tokens_per_frame: int,
+                          num_tokens: int, encoder_hidden_states_image: torch.Tensor | None):
+        """Time/text embeddings. timestep: (B,) scalar per sample (stock path), (B, F) per latent frame
+        (embedded once per frame, then repeated per token: cheaper than per token, same values), or
+        (B, L) per token (stock Wan2.2 TI2V path)."""
+        ce = self.condition_embedder
+        if timestep.ndim == 1:
+            temb, proj, ehs, ehs_img = ce(timestep, encoder_hidden_states, encoder_hidden_states_image)
+            return temb, proj.unflatten(1, (6, -1)), ehs, ehs_img
+        if timestep.shape[1] == num_tokens:
+            temb, proj, ehs, ehs_img = ce(timestep.flatten(), encoder_hidden_states, encoder_hidden_states_image,
+                                          timestep_seq_len=num_tokens)
+            return temb, proj.unflatten(2, (6, -1)), ehs, ehs_img
+        nf = timestep.shape[1]
+        if nf * tokens_per_frame != num_tokens:
+            raise ValueError(f"timestep has {nf} entries per sample: need 1, one per latent frame "
+                             f"({num_tokens // tokens_per_frame}) or one per token ({num_tokens})")
+        temb, proj, ehs, ehs_img = ce(timestep.flatten(), encoder_hidden_states, encoder_hidden_states_image,
+                                      timestep_seq_len=nf)
+        temb = temb.repeat_interleave(tokens_per_frame, dim=1)
+        proj = proj.unflatten(2, (6, -1)).repeat_interleave(tokens_per_frame, dim=1)
+        return temb, proj, ehs, ehs_img
+
+    # ------------------------------------------------------------------ block internals
+    @staticmethod
+    def _modulation(block: WanTransformerBlock, temb: torch.Tensor):
+        if temb.ndim == 4:
+            mods = (block.scale_shift_table.unsqueeze(0) + temb.float()).chunk(6, dim=2)
+            return [m.squeeze(2) for m in mods]
+        return list((block.scale_shift_table + temb.float()).chunk(6, dim=1))
+
+    @staticmethod
+    def _qkv(attn, x: torch.Tensor, rotary_emb):
+        if getattr(attn, "fused_projections", False):
+            raise RuntimeError("V4STransformer does not support fused QKV projections; call unfuse_qkv_projections()")
+        q = attn.norm_q(attn.to_q(x)).unflatten(2, (attn.heads, -1))
+        k = attn.norm_k(attn.to_k(x)).unflatten(2, (attn.heads, -1))
+        v = attn.to_v(x).unflatten(2, (attn.heads, -1))
+        if rotary_emb is not None:
+            q = _apply_rotary_emb(q, *rotary_emb)
+            k = _apply_rotary_emb(k, *rotary_emb)
+        return q, k, v
+
+    @staticmethod
+    def _attend(attn, q, k, v, mask=None) -> torch.Tensor:
+        # torch SDPA directly (diffusers' dispatcher would do the same on CPU) so we can pass a mask.
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+        out = out.transpose(1, 2).flatten(2, 3).type_as(q)
+        return attn.to_out[1](attn.to_out[0](out))
+
+    def _block_forward(self, block: WanTransformerBlock, x, ehs, temb, rotary_emb, mask=None,
+                       kv_prefix: tuple[torch.Tensor, torch.Tensor] | None = None, kv_only: bool = False):
+        """WanTransformerBlock.forward with a self-attention mask and/or prepended cached keys/values.
+        Returns (hidden_states, (k, v)); with kv_only the block stops after computing k, v."""
+        shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = self._modulation(block, temb)
+        norm_x = (block.norm1(x.float()) * (1 + scale_msa) + shift_msa).type_as(x)
+        q, k, v = self._qkv(block.attn1, norm_x, rotary_emb)
+        if kv_only:
+            return None, (k, v)
+        kk, vv = (k, v) if kv_prefix is None else (torch.cat([kv_prefix[0], k], 1), torch.cat([kv_prefix[1], v], 1))
+        attn_output = self._attend(block.attn1, q, kk, vv, mask)
+        x = (x.float() + attn_output * gate_msa).type_as(x)
+        norm_x = block.norm2(x.float()).type_as(x)
+        x = x + block.attn2(norm_x, ehs, None, None)
+        norm_x = (block.norm3(x.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(x)
+        ff_output = block.ffn(norm_x)
+        x = (x.float() + ff_output.float() * c_gate_msa).type_as(x)
+        return x, (k, v)
+
+    # ------------------------------------------------------------------ public API
+    def _check_latents(self, x: torch.Tensor, name: str) -> None:
+        if x.ndim != 5:
+            raise ValueError(f"{name} must be (B, C, F, H, W) latents, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.config.in_channels:
+            raise ValueError(f"{name} has {x.shape[1]} channels but the transformer expects "
+                             f"in_channels={self.config.in_channels}: encode frames with the pipeline's codec")
+        p_t, p_h, p_w = self.config.patch_size
+        if x.shape[2] % p_t or x.shape[3] % p_h or x.shape[4] % p_w:
+            raise ValueError(f"{name} frames/height/width {tuple(x.shape[2:])} must be multiples of the patch size "
+                             f"{tuple(self.config.patch_size)}")
+
+    @torch.no_grad()
+    def build_context_cache(self, context_latents: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                            frame_positions: torch.Tensor | None = None) -> ContextCache:
+        """Run the clean context alone through every block once (t = 0, context attends to context)
+        and keep each block's keys/values. Only valid with context_attention="one_way"."""
+        if self.config.context_attention != "one_way":
+            raise ValueError("the context cache needs context_attention='one_way' (with 'full' attention the "
+                             "context tokens also attend to the noisy targets, so they change every step)")
+        self._check_latents(context_latents, "context_latents")
+        b, _, f, h, w = context_latents.shape
+        p_t, p_h, p_w = self.config.patch_size
+        pph, ppw = h // p_h, w // p_w
+        nf = f // p_t
+        if frame_positions is None:
+            frame_positions = torch.arange(nf)
+        rotary_emb = self.rotary_embedding(frame_positions, pph, ppw)
+        x = self.patch_embedding(context_latents).flatten(2).transpose(1, 2).contiguous()
+        ts = torch.zeros(b, nf, device=x.device)
+        _, temb, ehs, _ = self._embed_conditions(ts, encoder_hidden_states, pph * ppw, x.shape[1], None)
+        keys, values = [], []
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x, (k, v) = self._block_forward(block, x, ehs, temb, rotary_emb, kv_only=(i == last))
+            keys.append(k)
+            values.append(v)
+        return ContextCache(keys=keys, values=values, num_frames=nf, batch_size=b)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        frame_positions: torch.Tensor | None = None,
+        num_context_frames: int = 0,
+        camera: torch.Tensor | None = None,
+        context_cache: ContextCache | None = None,
+        encoder_hidden_states_image: torch.Tensor | None = None,
+        return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor | Transformer2DModelOutput:
+        """Predict the flow for the target frames.
+
+        hidden_states: (B, C, Fc + Ft, H, W) clean context latents followed by noisy target latents
+            (just the Ft target latents when `context_cache` is given).
+        timestep: (B,) target noise level (context frames get 0 automatically), or (B, F)/(B, L) as in Wan.
+        frame_positions: (F,) or (B, F) temporal RoPE positions of the latent frames in hidden_states
+            (default 0..F-1).
+        camera: (B, 6, Ft, H, W) Plücker maps of the target frames on the latent grid, or None.
+        Returns the prediction for the Ft target frames only: (B, C_out, Ft, H, W).
+        """
+        self._check_latents(hidden_states, "hidden_states")
+        b, _, f, h, w = hidden_states.shape
+        p_t, p_h, p_w = self.config.patch_size
+        nf, pph, ppw = f // p_t, h // p_h, w // p_w
+        tpf = pph * ppw
+        one_way = self.config.context_attention == "one_way"
+        if context_cache is not None:
+            if not one_way:
+                raise ValueError("context_cache given but context_attention='full'; build the model with "
+                                 "context_attention='one_way' or call without a cache")
+            if num_context_frames:
+                raise ValueError("with a context_cache, hidden_states holds only the target latents: pass num_context_frames=0")
+            if context_cache.batch_size != b:
+                raise ValueError(f"context cache was built for batch {context_cache.batch_size}, got batch {b}")
+        if not 0 <= num_context_frames < nf:
+            raise ValueError(f"num_context_frames={num_context_frames} must leave at least one target frame (F={nf})")
+        nc = num_context_frames
+        if frame_positions is None:
+            frame_positions = torch.arange(nf)
+        frame_positions = torch.as_tensor(frame_positions)
+        if frame_positions.shape[-1] != nf:
+            raise ValueError(f"frame_positions has {frame_positions.shape[-1]} entries, hidden_states has {nf} latent frames")
+
+        timestep = torch.as_tensor(timestep, device=hidden_states.device)
+        if timestep.ndim == 0:
+            timestep = timestep.expand(b)
+        # With a cache every token here is a target at the same noise level, so the cheap per-sample
+        # modulation path applies (broadcast over tokens). Otherwise context frames are clean (t = 0)
+        # and targets noisy: Wan's per-token path.
+        if timestep.ndim == 1 and nc > 0:
+            timestep = torch.cat([timestep.new_zeros(b, nc), timestep[:, None].expand(b, nf - nc)], dim=1)
+
+        rotary_emb = self.rotary_embedding(frame_positions, pph, ppw)
+        x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()
+        if camera is not None:
+            if self.camera_embedding is None:
+                raise ValueError("camera given but this transformer has no camera layer (config camera_channels=None)")
+            expect = (b, 6, f - nc * p_t, h, w)
+            if tuple(camera.shape) != expect:
+                raise ValueError(f"camera must be Plücker maps of the target frames on the latent grid {expect}, "
+                                 f"got {tuple(camera.shape)}")
+            cam = self.camera_embedding(self.patchify_camera(camera.to(x.dtype)))
+            x = torch.cat([x[:, : nc * tpf], x[:, nc * tpf:] + cam], dim=1)
+
+        temb, timestep_proj, ehs, ehs_img = self._embed_conditions(
+            timestep, encoder_hidden_states, tpf, x.shape[1], encoder_hidden_states_image)
+        if ehs_img is not None:
+            ehs = torch.concat([ehs_img, ehs], dim=1)
+
+        plain = context_cache is None and not (one_way and nc > 0)
+        if plain:
+            # exactly the stock block loop (full attention, no cache)
+            for block in self.blocks:
+                if torch.is_grad_enabled() and self.gradient_checkpointing:
+                    x = self._gradient_checkpointing_func(block, x, ehs, timestep_proj, rotary_emb)
+                else:
+                    x = block(x, ehs, timestep_proj, rotary_emb)
+        else:
+            mask = None
+            if context_cache is None:
+                # one_way: context queries see only context keys; target queries see everything
+                lc = nc * tpf
+                mask = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
+                mask[:lc, lc:] = False
+            for i, block in enumerate(self.blocks):
+                prefix = None
+                if context_cache is not None:
+                    prefix = (context_cache.keys[i], context_cache.values[i])
+                if torch.is_grad_enabled() and self.gradient_checkpointing:
+                    x, _ = self._gradient_checkpointing_func(
+                        self._block_forward, block, x, ehs, timestep_proj, rotary_emb, mask, prefix)
+                else:
+                    x, _ = self._block_forward(block, x, ehs, timestep_proj, rotary_emb, mask=mask, kv_prefix=prefix)
+
+        if temb.ndim == 3:
+            shift, scale = (self.scale_shift_table.unsqueeze(0).to(temb.device) + temb.unsqueeze(2)).chunk(2, dim=2)
+            shift, scale = shift.squeeze(2), scale.squeeze(2)
+        else:
+            shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
+        # only the target tokens are decoded: the context is input, not output
+        lc = nc * tpf
+        if lc:
+            x = x[:, lc:]
+            if shift.ndim == 3 and shift.shape[1] > 1:
+                shift, scale = shift[:, lc:], scale[:, lc:]
+        x = (self.norm_out(x.float()) * (1 + scale) + shift).type_as(x)
+        x = self.proj_out(x)
+        nt = nf - nc
+        x = x.reshape(b, nt, pph, ppw, p_t, p_h, p_w, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        output = x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        if not return_dict:
+            return (output,)
+        return Transformer2DModelOutput(sample=output)
+
+
+def wan22_ti2v_5b_config(**overrides: Any) -> dict[str, Any]:
+    """Transformer config of Wan2.2-TI2V-5B (diffusers scripts/convert_wan_to_diffusers.py)."""
+    cfg = dict(
+        patch_size=(1, 2, 2), num_attention_heads=24, attention_head_dim=128, in_channels=48, out_channels=48,
+        text_dim=4096, freq_dim=256, ffn_dim=14336, num_layers=30, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in model.parameters())
