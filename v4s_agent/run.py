@@ -34,11 +34,21 @@ class SetupError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------ builders
+def resolve_checkpoint(path: str) -> Path:
+    """A relative checkpoint path is looked up from the working directory first, then from the
+    install root, so the shipped `models/checkpoints/v4s-tiny` works from any directory."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    installed = Path(__file__).resolve().parent.parent / p
+    return installed if installed.exists() else p
+
+
 def load_imagination(model: ModelConfig) -> Any:
     """The imagination named by `model=`: shipped tiny checkpoint, random tiny pipeline, or none."""
     if model.name == "none":
         return None
-    ckpt = Path(model.checkpoint)
+    ckpt = resolve_checkpoint(model.checkpoint)
     if model.name == "tiny" and not ckpt.exists():
         raise SetupError(f"checkpoint {ckpt} not found; train it (see README) or pass model=random / planner=oracle|explore")
     try:
