@@ -216,7 +216,7 @@ class RunConfig:
     output_dir: str = "outputs/${run_name}"
     seed: int = 0
     split: str = "test"
-    episodes: int = 2
+    episodes: int = 1
     max_steps: int = 120  # agent actions per episode, look-around included
     look_around: bool = True
     rerun: bool = True  # write episode_<id>.rrd (needs rerun-sdk; skipped with a warning otherwise)
