@@ -1,0 +1,575 @@
+"""`python -m v4s_agent.eval imagination split=test episodes=N [key=value ...]` — the imagination model
+against simulator ground truth on scenes it never saw, with the paper's baselines in the same run.
+
+Cases. One case per episode of `envs.embedded.task.make_episodes(split, N, seed)` (its scene and
+target category). The agent's state is built exactly as the training clips are (models/data.py): a
+look-around (+ half of the time a walk toward the target) ending within one clip's reach of the
+nearest instance of the category; the context is the agent's own pick (`Memory.select_indices`,
+≤ 16 frames, current view last). The ground-truth clip of that state is the `oracle`.
+
+Grounding metrics (per video; means over cases):
+- path read-back: the camera path of the path frames (all but the trailing box frames) from the
+  current view's depth (`readback=flow`: dense flow + PnP, planners/readback/flow_path.py; `flow_planar`;
+  or `idm`). The chained pose of the last path frame is the *read-back* pose.
+- the *implied* final pose: the read-back pose registered against the simulator (`relocalize`
+  rounds: render at the pose, flow from that render to the generated last path frame, PnP with the
+  render's true depth). This is where a camera must stand in the real scene to see the last frame,
+  without the drift of chaining 15 flow fits.
+- IF: an instance of the target category is centred (|x−W/2| ≤ γ/2·w, |y−H/2| ≤ γ/2·h, γ = 0.6,
+  paper §4.1) in the simulator render at the implied final pose (ground-truth segmentation box, at
+  least `min_target_pixels` visible). IF_readback: the same at the un-registered read-back pose.
+- IF_box: the red box read back from the box frames (planners.readback.box.detect_red_box) has
+  IoU ≥ 0.3 with the ground-truth box of a target-category instance at the implied final pose.
+- SD (metres; paper eq. 3 with the simulator as ground truth): for each path frame i, its read-back
+  pose is registered against the simulator like the last one, giving pose P_i with the true render
+  (rgb, depth D) there. Dense flow (forward-backward checked) from the generated frame to that render
+  matches each generated pixel u to a scene pixel u'; the 3D point the generated content claims is
+  the ray through u at depth D(u'), its ground truth the point of u' at D(u'); the per-pixel distance
+  is ‖X_gen − X_gt‖ (an upper bound of the nearest-neighbour distance to the ground-truth cloud).
+  Pixels without a consistent match or whose colour differs from the match by > `sd_colour` (content
+  the scene does not have: hallucination) count `sd_unmatched_m` (1 m). SD_i = mean over pixels;
+  SD = max over frames (as the paper, to penalise single-frame failures). IF_sd = IF ∧ SD < 0.2 m,
+  IF_sd01 = IF ∧ SD < 0.1 m.
+
+Navigation metrics: a smooth random path from the current view (models.data.nav_path, the training
+distribution), given to the model as egocentric waypoints; PSNR / SSIM (Gaussian 11×11, σ 1.5, on
+[0, 255] RGB) of the generated frames against simulator renders at the commanded poses, frames
+1..F−1 (frame 0 is the given current view), averaged per case, then over cases.
+
+Baselines (same cases, same metrics): `copy_last` (the current view repeated), `first_frame_only`
+(the model with the current view as the only context), `no_context_cfg` (CFG on text/camera only:
+the unconditional branch keeps the real context instead of noise; paper "w/o context CFG"), and
+`oracle` (simulator renders: the ground-truth clip; for navigation the renders through the model's
+codec — the best any generator in this latent space can score, since raw renders would be exact).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+BASELINES = ("copy_last", "first_frame_only", "no_context_cfg", "oracle")
+
+
+class ImaginationEvalError(ValueError):
+    """Bad arguments (reported as one line by v4s_agent.eval)."""
+
+
+def _error(msg: str) -> ValueError:
+    try:
+        from v4s_agent.eval import EvalError
+
+        return EvalError(msg)
+    except ImportError:  # the agent package is optional for this module
+        return ImaginationEvalError(msg)
+
+
+@dataclass
+class ImaginationEvalConfig:
+    """key=value arguments of `eval imagination` (defaults finish in < 10 min on 2 CPU cores)."""
+
+    split: str = "test"
+    episodes: int = 16
+    seed: int = 0
+    checkpoint: str = ""  # "" = the shipped default (models/checkpoints/v4s-tiny); "random" = untrained tiny
+    steps: int = 0  # sampling steps; 0 = the checkpoint's default
+    guidance: float = -1.0  # CFG scale; < 0 = the checkpoint's default
+    samples: int = 1  # videos per call; metrics use the first, IF_any any of them
+    readback: str = "flow"  # flow (dense flow + PnP) | flow_planar | idm
+    relocalize: int = 2  # rounds registering a frame's read-back pose against the simulator
+    baselines: str = "all"  # "all", "none" or a comma list of copy_last,first_frame_only,no_context_cfg,oracle
+    navigation: bool = True
+    gamma: float = 0.6
+    box_iou: float = 0.3
+    sd_threshold: float = 0.2
+    sd_colour: float = 0.15  # mean |RGB difference| in [0, 1] above which a flow match is no match
+    sd_unmatched_m: float = 1.0
+    min_target_pixels: int = 30  # at render resolution
+    render_size: int = 128
+
+    def __post_init__(self) -> None:
+        from envs.splits import split_seeds
+
+        try:
+            split_seeds(self.split)
+        except ValueError as e:
+            raise _error(str(e)) from None
+        if self.episodes < 1:
+            raise _error(f"episodes must be >= 1, got {self.episodes}")
+        if self.samples < 1:
+            raise _error(f"samples must be >= 1, got {self.samples}")
+        if self.steps < 0:
+            raise _error(f"steps must be >= 0 (0 = checkpoint default), got {self.steps}")
+        if self.readback not in ("flow", "flow_planar", "idm"):
+            raise _error(f"readback must be flow, flow_planar or idm, got {self.readback!r}")
+        if self.relocalize < 0:
+            raise _error(f"relocalize must be >= 0, got {self.relocalize}")
+        if not 0 < self.gamma <= 2:
+            raise _error(f"gamma must be in (0, 2], got {self.gamma}")
+        if not 0 < self.box_iou <= 1:
+            raise _error(f"box_iou must be in (0, 1], got {self.box_iou}")
+        self.baseline_list()  # validates
+
+    def baseline_list(self) -> list[str]:
+        if self.baselines == "all":
+            return list(BASELINES)
+        if self.baselines in ("none", ""):
+            return []
+        names = [b.strip() for b in self.baselines.split(",") if b.strip()]
+        bad = [b for b in names if b not in BASELINES]
+        if bad:
+            raise _error(f"unknown baseline(s) {bad}; choose from {list(BASELINES)}, 'all' or 'none'")
+        return names
+
+    @classmethod
+    def from_argv(cls, argv: list[str]) -> ImaginationEvalConfig:
+        types = {f.name: str(f.type) for f in fields(cls)}
+        kw: dict[str, Any] = {}
+        for a in argv:
+            if "=" not in a:
+                raise _error(f"arguments are key=value, got {a!r}; keys: {sorted(types)}")
+            k, v = a.split("=", 1)
+            if k not in types:
+                raise _error(f"unknown key {k!r} for `eval imagination`; valid keys: {sorted(types)}")
+            t = types[k]
+            try:
+                if t == "bool":
+                    if v.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError
+                    kw[k] = v.lower() in ("true", "1", "yes")
+                else:
+                    kw[k] = int(v) if t == "int" else float(v) if t == "float" else v
+            except ValueError:
+                raise _error(f"{k}={v!r} is not a valid {t}") from None
+        return cls(**kw)
+
+
+# ------------------------------------------------------------------------------------ image metrics
+def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) of uint8 images (peak 255); 100 dB for identical images."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 100.0 if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def ssim_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM (Wang et al. 2004; Gaussian 11×11, σ = 1.5, K1 = 0.01, K2 = 0.03) on RGB, channel mean."""
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(z: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+# ------------------------------------------------------------------------------------ geometry helpers
+def _render(world: Any, pose, size: int, semantic: bool = False):
+    """(rgb at `size`, depth at render resolution, semantic at render resolution or None)."""
+    obs = world.render_at(pose, semantic=semantic)
+    rgb = obs.rgb if obs.rgb.shape[0] == size else cv2.resize(obs.rgb, (size, size), interpolation=cv2.INTER_AREA)
+    return rgb, obs.depth, obs.semantic
+
+
+def register(world: Any, frame: np.ndarray, guess, K: np.ndarray, rounds: int) -> tuple[Any, float]:
+    """Refine the pose of `frame` (model resolution) from `guess` against the simulator: render at the
+    guess, read the 2-frame path render → frame with the render's true depth (flow + PnP).
+    Returns (pose, photometric error of the render there vs the frame, mean |grey| in [0, 255])."""
+    from envs.geometry import matrix_to_pose, pose_to_matrix
+    from planners.readback.flow_path import FlowPathConfig, flow_path
+
+    pose = guess
+    for _ in range(rounds):
+        rgb, depth, _ = _render(world, pose, frame.shape[0])
+        est = flow_path(np.stack([rgb, frame]), depth, K, FlowPathConfig(motion="pnp"))
+        if est.confidence <= 0.0:
+            break
+        step = est.poses_rel[1]
+        if not np.all(np.isfinite(step)) or np.linalg.norm(step[:3, 3]) > 2.0:
+            break  # a failed fit, not a refinement
+        pose = matrix_to_pose(pose_to_matrix(pose) @ step)
+    return pose, photo_error(_render(world, pose, frame.shape[0])[0], frame)
+
+
+def photo_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute grey-level difference of two uint8 RGB frames (0-255)."""
+    ga = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gb = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(ga - gb).mean())
+
+
+def track_poses(world: Any, frames: np.ndarray, start, poses_rel: np.ndarray, K: np.ndarray, rounds: int) -> list:
+    """World poses of every frame: frame 0 is `start`; frame i is registered against the simulator
+    from two guesses — the last registered pose moved by the read-back step i-1 → i (tracking, no
+    drift) and the chained read-back pose — keeping the one whose render matches the frame better."""
+    from envs.geometry import matrix_to_pose, pose_to_matrix
+
+    T0 = pose_to_matrix(start)
+    out = [start]
+    for i in range(1, len(frames)):
+        step = np.linalg.inv(poses_rel[i - 1]) @ poses_rel[i]
+        guesses = [matrix_to_pose(pose_to_matrix(out[-1]) @ step)]
+        chained = matrix_to_pose(T0 @ poses_rel[i])
+        if np.linalg.norm(chained.xyz - guesses[0].xyz) > 0.1 or abs(wrap(chained.yaw - guesses[0].yaw)) > 0.1:
+            guesses.append(chained)
+        best = min((register(world, frames[i], g, K, rounds) for g in guesses), key=lambda pe: pe[1])
+        out.append(best[0])
+    return out
+
+
+def wrap(a: float) -> float:
+    return float((a + math.pi) % (2 * math.pi) - math.pi)
+
+
+def spatial_distance(gen: np.ndarray, gt_rgb: np.ndarray, gt_depth: np.ndarray, K: np.ndarray, colour_tol: float,
+                     unmatched_m: float) -> float:
+    """Mean per-pixel 3D distance (m) of generated frame content to the scene at the frame's pose
+    (module docstring: SD). gen / gt_rgb at model resolution, gt_depth any resolution."""
+    from envs.geometry import backproject_depth
+    from planners.readback.flow_path import dense_flow
+
+    H, W = gen.shape[:2]
+    depth = cv2.resize(gt_depth, (W, H), interpolation=cv2.INTER_NEAREST) if gt_depth.shape != (H, W) else gt_depth
+    fwd = dense_flow(gen, gt_rgb)  # gen pixel u -> scene pixel u' = u + fwd(u)
+    bwd = dense_flow(gt_rgb, gen)
+    vv, uu = np.mgrid[0:H, 0:W].astype(np.float32)
+    u2, v2 = uu + fwd[..., 0], vv + fwd[..., 1]
+    back = cv2.remap(bwd, u2, v2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(1e3, 1e3))
+    inside = (u2 >= 0) & (u2 <= W - 1) & (v2 >= 0) & (v2 <= H - 1)
+    ok = inside & (np.linalg.norm(fwd + back, axis=-1) < 1.0 * W / 64.0)
+    d = cv2.remap(depth.astype(np.float32), u2, v2, cv2.INTER_NEAREST)
+    col = cv2.remap(gt_rgb, u2, v2, cv2.INTER_LINEAR).astype(np.float32)
+    ok &= np.abs(col - gen.astype(np.float32)).mean(axis=-1) / 255.0 <= colour_tol
+    ok &= np.isfinite(d) & (d > 0)
+    rays = backproject_depth(np.ones((H, W), np.float32), K)  # z = -1 rays per pixel
+    # X_gen: ray through u at depth d(u'); X_gt: ray through u' at depth d(u') (bilinear ray at u')
+    ray_u2 = np.stack([(u2 + 0.5 - K[0, 2]) / K[0, 0], -(v2 + 0.5 - K[1, 2]) / K[1, 1], -np.ones_like(u2)], axis=-1)
+    dist = np.linalg.norm((rays - ray_u2) * d[..., None], axis=-1)
+    per = np.where(ok, dist, unmatched_m)
+    return float(np.clip(per, 0.0, unmatched_m).mean())
+
+
+# ------------------------------------------------------------------------------------ the evaluator
+@dataclass
+class Case:
+    scene_seed: int
+    category: str
+    station: Any  # models.data.Station
+    target: Any  # models.data.GroundingTarget
+    context: Any  # models.types.VideoContext
+    instruction: str
+    depth0: np.ndarray  # current view depth (render resolution)
+    oracle_video: np.ndarray  # (F, H, W, 3) ground-truth grounding clip
+    nav_poses: list
+    nav_waypoints: np.ndarray  # (F, 6)
+    nav_truth: np.ndarray  # (F, H, W, 3)
+    target_in_context: bool
+
+
+class Evaluator:
+    def __init__(self, cfg: ImaginationEvalConfig, pipe: Any, world: Any) -> None:
+        from envs.geometry import intrinsics_from_hfov
+        from models.data import ClipGenConfig
+
+        self.cfg, self.pipe, self.world = cfg, pipe, world
+        self.size = int(pipe.height)
+        self.F, self.nbox = int(pipe.num_frames), int(pipe.num_box_frames)
+        self.K = intrinsics_from_hfov(float(pipe.settings.hfov_deg), self.size, self.size)
+        self.gen_cfg = ClipGenConfig(out="-", split=cfg.split, size=self.size, render_size=cfg.render_size,
+                                     path_frames=self.F - self.nbox, box_frames=self.nbox, nav_frames=self.F,
+                                     context_frames=int(pipe.max_context_frames),
+                                     min_context_frames=1, min_target_pixels=cfg.min_target_pixels,
+                                     gamma=cfg.gamma, max_tries=12, num_workers=1)
+
+    # ---- cases
+    def make_case(self, episode: Any, k: int) -> Case | None:
+        from envs.embedded.categories import category_phrase
+        from envs.geometry import relative_pose
+        from envs.types import Observation
+        from models.data import grounding_clip, make_station, nav_path, render_rgb
+        from models.types import VideoContext, grounding_instruction
+        from v4s_agent.memory import Memory, MemoryConfig
+
+        w, g = self.world, self.gen_cfg
+        w.load_scene(episode.scene_seed)
+        rng = np.random.default_rng([self.cfg.seed, episode.scene_seed, k])
+        station, target = make_station(w, rng, g, with_target=True, category=episode.target_category)
+        if target is None:
+            return None
+        mem = Memory(MemoryConfig(max_context=g.context_frames))
+        for f, p in zip(station.frames, station.poses):
+            mem.add(Observation(rgb=f, pose=p))
+        idx = mem.select_indices(min(g.context_frames, len(station.poses)))
+        context = VideoContext(frames=station.frames[idx], indices=idx)
+        clip = grounding_clip(w, station, target, idx, g, episode.scene_seed)
+        depth0 = w.render_at(station.current, semantic=False).depth
+        seen = False
+        for p in (station.poses[i] for i in idx):
+            sem = w.render_at(p, semantic=True).semantic
+            if np.count_nonzero(sem == target.instance_id) >= self.cfg.min_target_pixels:
+                seen = True
+                break
+        nav = nav_path(w, station.current, self.F, rng, g.nav_max_forward, g.nav_max_yaw_deg)
+        wp = np.zeros((self.F, 6))
+        for i, p in enumerate(nav):
+            dt, dr = relative_pose(nav[0], p)
+            wp[i, :3], wp[i, 3:] = dt, dr
+        return Case(episode.scene_seed, target.category, station, target, context,
+                    grounding_instruction(w.scene.scene_phrase(), category_phrase(target.category)), depth0,
+                    clip.target_frames, nav, wp, render_rgb(w, nav, self.size), seen)
+
+    # ---- generation
+    def _steps(self) -> int:
+        return self.cfg.steps or int(self.pipe.settings.num_inference_steps)
+
+    def _gs(self) -> float:
+        return float(self.pipe.settings.guidance_scale) if self.cfg.guidance < 0 else float(self.cfg.guidance)
+
+    def generate(self, method: str, case: Case, mode: str) -> np.ndarray:
+        """(S, F, H, W, 3) videos of `method` for `case` in `mode`."""
+        from models.types import VideoContext
+
+        S = self.cfg.samples
+        if method == "copy_last":
+            cur = case.context.frames[-1]
+            return np.broadcast_to(cur, (S, self.F, *cur.shape)).copy()
+        if method == "oracle":
+            if mode == "grounding":
+                return case.oracle_video[None].repeat(S, axis=0)
+            return self._codec_roundtrip(case.nav_truth)[None].repeat(S, axis=0)
+        ctx = case.context
+        if method == "first_frame_only":
+            ctx = VideoContext(frames=ctx.frames[-1:], indices=ctx.indices[-1:])
+        kw = {"num_samples": S, "num_inference_steps": self._steps(), "guidance_scale": self._gs(), "seed": self.cfg.seed}
+        if method == "no_context_cfg":
+            return self._sample_keep_context(ctx, case, mode)
+        if mode == "grounding":
+            return self.pipe(ctx, instruction=case.instruction, **kw).frames
+        return self.pipe(ctx, waypoints=case.nav_waypoints, **kw).frames
+
+    def _codec_roundtrip(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        from models.codecs import frames_to_tensor, tensor_to_frames
+
+        x = frames_to_tensor(frames).permute(1, 0, 2, 3)[None].to(self.pipe.device)
+        with torch.no_grad():
+            rec = self.pipe.codec.decode_target(self.pipe.codec.encode_target(x), len(frames))
+        return tensor_to_frames(rec[0].permute(1, 0, 2, 3))
+
+    def _sample_keep_context(self, ctx: Any, case: Case, mode: str) -> np.ndarray:
+        """CFG whose unconditional branch drops text/camera but keeps the real context (paper "w/o
+        context CFG"). Same sampler as ImaginationPipeline.denoise otherwise (diffusers scheduler, RoPE
+        positions from models.conditioning, no context cache)."""
+        import torch
+
+        from models.codecs import tensor_to_frames
+        from models.conditioning import (
+            relative_to_first,
+            rope_positions,
+            waypoints_to_c2w,
+        )
+
+        pipe, tr = self.pipe, self.pipe.transformer
+        s = pipe.settings
+        dev, dtype = pipe.device, tr.dtype
+        S = self.cfg.samples
+        ctx_lat, ctx_idx = pipe.prepare_context(ctx)
+        if mode == "grounding":
+            prompt, camera = case.instruction, pipe.camera_for(None, s.num_frames)
+        else:
+            prompt = s.navigation_prompt
+            camera = pipe.camera_for(relative_to_first(waypoints_to_c2w(case.nav_waypoints)), s.num_frames)
+        fl = pipe.codec.num_latent_frames(s.num_frames)
+        h, w = ctx_lat.shape[-2:]
+        cp, tp = rope_positions(ctx_idx, fl, pipe.codec.temporal_factor, s.rope_gap)
+        pos = torch.from_numpy(np.concatenate([cp, tp]))
+        gen = torch.Generator("cpu").manual_seed(int(self.cfg.seed))
+        lat = torch.randn(S, tr.config.in_channels, fl, h, w, generator=gen).to(dev, dtype)
+        ctx2 = ctx_lat.to(dev, dtype).expand(2 * S, -1, -1, -1, -1)
+        text = torch.cat([pipe.text_encoder.encode([prompt]).expand(S, -1, -1),
+                          pipe.text_encoder.encode([""]).expand(S, -1, -1)]).to(dev, dtype)
+        cam = None
+        if camera is not None:
+            c = camera.to(dev, dtype)[None].expand(S, -1, -1, -1, -1)
+            cam = torch.cat([c, torch.zeros_like(c)])
+        gs = self._gs()
+        pipe.scheduler.set_timesteps(self._steps(), device=dev)
+        with torch.no_grad():
+            for t in pipe.scheduler.timesteps:
+                x_in = torch.cat([lat, lat])
+                pred = tr(torch.cat([ctx2, x_in], dim=2), t.expand(2 * S).to(dev), text, frame_positions=pos,
+                          num_context_frames=ctx2.shape[2], camera=cam).sample
+                p_c, p_u = pred.chunk(2)
+                lat = pipe.scheduler.step(p_u + gs * (p_c - p_u), t, lat, return_dict=False)[0]
+            video = pipe.codec.decode_target(lat.float(), s.num_frames)
+        return tensor_to_frames(video.permute(0, 2, 1, 3, 4))
+
+    # ---- scoring
+    def _readback(self, frames: np.ndarray, depth0: np.ndarray):
+        if self.cfg.readback == "idm":
+            from planners.readback.inverse_dynamics import idm_path
+
+            return idm_path(frames)
+        from planners.readback.flow_path import FlowPathConfig, flow_path
+
+        motion = "pnp" if self.cfg.readback == "flow" else "planar"
+        return flow_path(frames, depth0, self.K, FlowPathConfig(motion=motion))
+
+    def _category_boxes(self, pose, category: str) -> list:
+        from models.data import scale_box
+
+        obs = self.world.render_at(pose, semantic=True)
+        f = self.size / obs.rgb.shape[1]
+        return [scale_box(b, f) for b in self.world.gt_boxes(obs, min_pixels=self.cfg.min_target_pixels)
+                if b.label == category]
+
+    def score_grounding(self, video: np.ndarray, case: Case) -> dict[str, float]:
+        from envs.geometry import matrix_to_pose, pose_to_matrix
+        from models.data import centred
+        from planners.readback.box import detect_red_box
+
+        n_path = self.F - self.nbox
+        path = video[:n_path]
+        est = self._readback(path, case.depth0)
+        T0 = pose_to_matrix(case.station.current)
+        chained = [matrix_to_pose(T0 @ T) for T in est.poses_rel]
+        poses = track_poses(self.world, path, case.station.current, est.poses_rel, self.K, self.cfg.relocalize)
+        final = poses[-1]
+        boxes = self._category_boxes(final, case.category)
+        boxes_rb = self._category_boxes(chained[-1], case.category)
+        g = self.cfg.gamma
+        IF = float(any(centred(b, self.size, self.size, g) for b in boxes))
+        IF_rb = float(any(centred(b, self.size, self.size, g) for b in boxes_rb))
+        red = detect_red_box(video[n_path:]) if self.nbox else None
+        IF_box = float(red is not None and any(red.iou(b) >= self.cfg.box_iou for b in boxes))
+        sds = []
+        for i in range(1, n_path):  # frame 0 is the given current view
+            rgb, depth, _ = _render(self.world, poses[i], self.size)
+            sds.append(spatial_distance(path[i], rgb, depth, self.K, self.cfg.sd_colour, self.cfg.sd_unmatched_m))
+        SD = float(max(sds)) if sds else 0.0
+        return {"IF": IF, "IF_readback": IF_rb, "IF_box": IF_box, "SD": SD,
+                "IF_sd": float(IF and SD < self.cfg.sd_threshold), "IF_sd01": float(IF and SD < 0.1),
+                "box_found": float(red is not None), "readback_confidence": float(est.confidence)}
+
+    def score_navigation(self, video: np.ndarray, case: Case) -> dict[str, float]:
+        ps = [psnr_uint8(video[i], case.nav_truth[i]) for i in range(1, self.F)]
+        ss = [ssim_uint8(video[i], case.nav_truth[i]) for i in range(1, self.F)]
+        return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
+
+
+def _load_pipeline(cfg: ImaginationEvalConfig) -> Any:
+    from models.pipeline import (
+        ImaginationPipeline,
+        load_default_pipeline,
+        tiny_pipeline,
+    )
+
+    if cfg.checkpoint == "random":
+        return tiny_pipeline(seed=cfg.seed)
+    if cfg.checkpoint:
+        p = Path(cfg.checkpoint)
+        if not (p / "model_index.json").exists():
+            raise _error(f"checkpoint={cfg.checkpoint!r} is not a pipeline folder (no model_index.json); "
+                         f"pass a folder written by ImaginationPipeline.save_pretrained, or leave it unset")
+        return ImaginationPipeline.from_pretrained(p)
+    try:
+        return load_default_pipeline()
+    except FileNotFoundError as e:
+        raise _error(str(e)) from None
+
+
+def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the evaluation; returns the summary dict (see module docstring for every key)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from tqdm import tqdm
+
+    from envs.embedded.config import WorldConfig
+    from envs.embedded.task import make_episodes
+    from envs.embedded.world import EmbeddedWorld
+
+    t0 = time.perf_counter()
+    pipe = pipe if pipe is not None else _load_pipeline(cfg)
+    episodes = make_episodes(cfg.split, cfg.episodes, seed=cfg.seed)
+    world = EmbeddedWorld(WorldConfig(width=cfg.render_size, height=cfg.render_size, hfov_deg=float(pipe.settings.hfov_deg)),
+                          scene_seed=episodes[0].scene_seed)
+    ev = Evaluator(cfg, pipe, world)
+    methods = ["model"] + cfg.baseline_list()
+    per: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+    any_if: list[float] = []
+    seen, skipped = [], 0
+    try:
+        for k, ep in enumerate(tqdm(episodes, desc="imagination eval", file=sys.stderr, disable=not progress)):
+            case = ev.make_case(ep, k)
+            if case is None:
+                skipped += 1
+                continue
+            seen.append(float(case.target_in_context))
+            for m in methods:
+                vids = ev.generate(m, case, "grounding")
+                r = ev.score_grounding(vids[0], case)
+                if m == "model" and cfg.samples > 1:
+                    any_if.append(float(r["IF"] or any(ev.score_grounding(v, case)["IF"] for v in vids[1:])))
+                if cfg.navigation:
+                    r.update(ev.score_navigation(ev.generate(m, case, "navigation")[0], case))
+                per[m].append(r)
+            if progress:
+                print(f"case {k} scene {case.scene_seed} {case.category}: "
+                      + " | ".join(f"{m} IF {per[m][-1]['IF']:.0f} box {per[m][-1]['IF_box']:.0f} SD {per[m][-1]['SD']:.2f}"
+                                   + (f" psnr {per[m][-1]['psnr']:.1f}" if cfg.navigation else "") for m in methods),
+                      file=sys.stderr, flush=True)
+    finally:
+        world.close()
+    if not per["model"]:
+        raise _error(f"no evaluable case among {cfg.episodes} episodes of split {cfg.split!r}")
+
+    def mean(m: str, key: str) -> float:
+        return float(np.mean([r[key] for r in per[m]]))
+
+    out: dict[str, Any] = {}
+    for key in ("IF", "IF_box", "IF_sd", "IF_sd01", "SD", "IF_readback", "box_found", "readback_confidence"):
+        out[key] = mean("model", key)
+    if cfg.navigation:
+        out["psnr_nav"], out["ssim_nav"] = mean("model", "psnr"), mean("model", "ssim")
+    for m in methods[1:]:
+        for key in ("IF", "IF_box", "IF_sd", "SD", "IF_readback"):
+            out[f"{key}_{m}"] = mean(m, key)
+        if cfg.navigation:
+            out[f"psnr_{m}"], out[f"ssim_{m}"] = mean(m, "psnr"), mean(m, "ssim")
+    if any_if:
+        out["IF_any"] = float(np.mean(any_if))
+    out.update(episodes=len(per["model"]), skipped=skipped, target_in_context=float(np.mean(seen)),
+               split=cfg.split, seed=cfg.seed, steps=ev._steps(), guidance=ev._gs(), samples=cfg.samples,
+               readback=cfg.readback, checkpoint=cfg.checkpoint or "default", seconds=round(time.perf_counter() - t0, 1))
+    return out
+
+
+def eval_imagination(argv: list[str]) -> dict[str, Any]:
+    """Entry point for `python -m v4s_agent.eval imagination key=value ...`."""
+    cfg = ImaginationEvalConfig.from_argv(list(argv))
+    return evaluate(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+
+    try:
+        out = eval_imagination(sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""`eval imagination` (models/evaluate.py): metric definitions and one end-to-end case."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import math
+
+import numpy as np
+import pytest
+
+from envs.geometry import intrinsics_from_hfov
+from models.evaluate import (
+    ImaginationEvalConfig,
+    psnr_uint8,
+    spatial_distance,
+    ssim_uint8,
+)
+
+
+def _scene_frame(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    from models.codecs import synthetic_frames
+
+    img = synthetic_frames(1, 64, seed)[0]
+    depth = np.full((64, 64), 2.0, np.float32)
+    return img, depth
+
+
+def test_image_metrics():
+    a, _ = _scene_frame()
+    assert psnr_uint8(a, a) == 100.0
+    assert ssim_uint8(a, a) == pytest.approx(1.0)
+    noisy = np.clip(a.astype(int) + np.random.default_rng(0).normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    assert 15 < psnr_uint8(a, noisy) < 30
+    assert ssim_uint8(a, noisy) < 0.9
+    # 10 dB per factor 10 in MSE
+    b = np.zeros_like(a)
+    c = np.full_like(a, 255)
+    assert psnr_uint8(b, c) == pytest.approx(0.0)
+
+
+def test_spatial_distance_orders_consistency():
+    K = intrinsics_from_hfov(79, 64, 64)
+    img, depth = _scene_frame(3)
+    same = spatial_distance(img, img, depth, K, 0.15, 1.0)
+    shifted = spatial_distance(np.roll(img, 3, axis=1), img, depth, K, 0.15, 1.0)
+    noise = np.random.default_rng(1).integers(0, 256, img.shape, dtype=np.uint8)
+    halluc = spatial_distance(noise, img, depth, K, 0.15, 1.0)
+    assert same < 0.02
+    # a 3 px shift at 2 m: 3 / fx * 2 m ≈ 0.15 m for matched pixels (plus a few unmatched at the border)
+    fx = K[0, 0]
+    assert 0.5 * 3 / fx * 2.0 < shifted < 0.4
+    assert halluc > 0.6 and halluc <= 1.0
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="unknown key"):
+        ImaginationEvalConfig.from_argv(["bogus=1"])
+    with pytest.raises(ValueError, match="readback"):
+        ImaginationEvalConfig.from_argv(["readback=magic"])
+    with pytest.raises(ValueError, match="baseline"):
+        ImaginationEvalConfig.from_argv(["baselines=copy_last,nope"])
+    with pytest.raises(ValueError, match="split"):
+        ImaginationEvalConfig.from_argv(["split=nope"])
+    cfg = ImaginationEvalConfig.from_argv(["episodes=3", "navigation=false", "baselines=oracle"])
+    assert cfg.episodes == 3 and cfg.navigation is False and cfg.baseline_list() == ["oracle"]
+
+
+def test_end_to_end_random_model():
+    """One case with an untrained tiny model (1 sampling step): every key, sane ranges, and the
+    oracle (simulator renders) is centred with its box found and low SD."""
+    from models.evaluate import evaluate
+    from models.pipeline import tiny_pipeline
+
+    cfg = ImaginationEvalConfig(episodes=1, steps=1, seed=0)
+    out = evaluate(cfg, pipe=tiny_pipeline(seed=0), progress=False)
+    for k in ("IF", "IF_box", "IF_sd", "SD", "psnr_nav", "ssim_nav", "psnr_copy_last", "psnr_oracle",
+              "IF_first_frame_only", "IF_no_context_cfg", "IF_oracle", "IF_copy_last", "SD_oracle", "episodes",
+              "seconds"):
+        assert k in out, k
+    for k, v in out.items():
+        if k.startswith(("IF", "ssim")) or k == "box_found":
+            assert 0.0 <= v <= 1.0, (k, v)
+        if k.startswith("SD"):
+            assert 0.0 <= v <= cfg.sd_unmatched_m, (k, v)
+        if k.startswith("psnr"):
+            assert 0.0 < v <= 100.0 and math.isfinite(v), (k, v)
+    assert out["episodes"] == 1
+    assert out["IF_oracle"] == 1.0 and out["IF_box_oracle"] == 1.0
+    assert out["SD_oracle"] < 0.2
+    assert out["IF_box"] == 0.0  # an untrained model draws no red box
