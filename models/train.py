@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import shutil
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,20 @@ from safetensors.torch import load_file, save_file
 
 from models.clipstore import ClipDataset
 from models.codecs import TinyAutoencoder, frames_to_tensor
-from models.conditioning import relative_to_first, resize_frames, rope_positions, sample_context_groups
-from models.pipeline import (TINY_CODEC_CHECKPOINT, ImaginationConfig, ImaginationPipeline, build_pipeline,
-                             shared_minilm, tiny_transformer_config)
+from models.conditioning import (
+    relative_to_first,
+    resize_frames,
+    rope_positions,
+    sample_context_groups,
+)
+from models.pipeline import (
+    TINY_CODEC_CHECKPOINT,
+    ImaginationConfig,
+    ImaginationPipeline,
+    build_pipeline,
+    shared_minilm,
+    tiny_transformer_config,
+)
 from models.types import Clip
 
 FINETUNE_MODES = ("full", "attention", "lora")
@@ -50,6 +61,12 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 50
+    # linear LR cooldown: constant after warmup until lr_decay_from, then linearly to 0 at lr_decay_to (0 = off)
+    lr_decay_from: int = 0
+    lr_decay_to: int = 0
+    # tiny init only: transformer size overrides (0 = the tiny default in models.pipeline.tiny_transformer_config)
+    num_layers: int = 0
+    ffn_dim: int = 0
     grad_clip: float = 1.0
     seed: int = 0
     init: str = "tiny"  # "tiny" | ImaginationPipeline folder | diffusers Wan folder
@@ -82,6 +99,10 @@ class TrainConfig:
             raise ValueError("out=DIR is required (logs, checkpoints and the exported pipeline go there)")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if self.lr_decay_to and not 0 <= self.lr_decay_from < self.lr_decay_to:
+            raise ValueError(f"lr cooldown needs 0 <= lr_decay_from < lr_decay_to, got {self.lr_decay_from}, {self.lr_decay_to}")
+        if self.num_layers < 0 or self.ffn_dim < 0:
+            raise ValueError("num_layers and ffn_dim must be >= 0 (0 = the tiny default)")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         if self.mode not in (None, "grounding", "navigation"):
@@ -155,7 +176,8 @@ def init_pipeline(cfg: TrainConfig, first_clip: Clip) -> ImaginationPipeline:
         box = first_clip.num_box_frames if first_clip.mode == "grounding" else 4
         settings = ImaginationConfig(num_frames=len(first_clip.target_frames), num_box_frames=box,
                                      max_context_frames=cfg.max_context_frames)
-        return build_pipeline(tiny_transformer_config(), codec, shared_minilm(), settings, seed=cfg.seed)
+        sizes = {k: v for k, v in (("num_layers", cfg.num_layers), ("ffn_dim", cfg.ffn_dim)) if v}
+        return build_pipeline(tiny_transformer_config(**sizes), codec, shared_minilm(), settings, seed=cfg.seed)
     return ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
 
 
@@ -399,6 +421,16 @@ def _shift(pipe: ImaginationPipeline) -> float:
     return float(getattr(pipe.scheduler.config, "shift", None) or getattr(pipe.scheduler.config, "flow_shift", 1.0) or 1.0)
 
 
+def _cooldown(cfg: TrainConfig, step: int) -> float:
+    """LR factor: warmup, constant, then a linear cooldown to 0 — diffusers' schedulers decay from the
+    first step after warmup, which wastes a resumed run's constant phase, hence this small lambda."""
+    if step < cfg.warmup_steps:
+        return step / max(1, cfg.warmup_steps)
+    if step < cfg.lr_decay_from:
+        return 1.0
+    return max(0.0, (cfg.lr_decay_to - step) / max(1, cfg.lr_decay_to - cfg.lr_decay_from))
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run training; returns a summary (final loss, steps, export path)."""
     from accelerate import Accelerator
@@ -420,8 +452,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     params = select_trainable(model, cfg)
     model.train()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps,
-                                 num_training_steps=cfg.steps)
+    if cfg.lr_decay_to:
+        lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_cooldown, cfg))
+    else:
+        lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps,
+                                     num_training_steps=cfg.steps)
     dl_gen = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(_Indices(len(dataset)), batch_size=cfg.batch_size, shuffle=True,
                                          drop_last=len(dataset) >= cfg.batch_size, generator=dl_gen)
