@@ -63,13 +63,6 @@ class ImaginationEvalError(ValueError):
 
 
 def _error(msg: str) -> ValueError:
-    """The dispatcher's EvalError (printed as one line), else our own ValueError subclass. When the
-    dispatcher runs as `python -m v4s_agent.eval` its class lives in `__main__`, not in the imported
-    module, so look there first."""
-    for name in ("__main__", "v4s_agent.eval"):
-        cls = getattr(sys.modules.get(name), "EvalError", None)
-        if isinstance(cls, type) and issubclass(cls, ValueError):
-            return cls(msg)
     return ImaginationEvalError(msg)
 
 

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except EvalError as e:
+    except ValueError as e:  # EvalError and every subcommand's bad-input error: one line, exit 2
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result), flush=True)
