@@ -40,7 +40,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from envs.config import parse_key_values
 from envs.geometry import pose_to_matrix, wrap_angle
 from envs.splits import split_seeds
 from envs.types import Box2D, Pose
@@ -144,19 +145,7 @@ class ClipGenConfig:
     @classmethod
     def from_argv(cls, argv: list[str]) -> ClipGenConfig:
         """key=value arguments → config; unknown keys and malformed values are one clear error."""
-        types = {f.name: f.type for f in fields(cls)}
-        kw: dict[str, Any] = {}
-        for arg in argv:
-            if "=" not in arg:
-                raise ValueError(f"arguments are key=value, got {arg!r}; keys: {sorted(types)}")
-            k, v = arg.split("=", 1)
-            if k not in types:
-                raise ValueError(f"unknown key {k!r}; valid keys: {sorted(types)}")
-            t = str(types[k])
-            try:
-                kw[k] = int(v) if t == "int" else float(v) if t == "float" else v
-            except ValueError:
-                raise ValueError(f"{k}={v!r} is not a valid {t}") from None
+        kw = parse_key_values(cls, argv)
         if not kw.get("out"):
             raise ValueError("out=DIR is required (where the shards go)")
         return cls(**kw)

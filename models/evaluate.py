@@ -48,12 +48,14 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from envs.config import parse_key_values
 
 BASELINES = ("copy_last", "first_frame_only", "no_context_cfg", "oracle")
 
@@ -125,24 +127,10 @@ class ImaginationEvalConfig:
 
     @classmethod
     def from_argv(cls, argv: list[str]) -> ImaginationEvalConfig:
-        types = {f.name: str(f.type) for f in fields(cls)}
-        kw: dict[str, Any] = {}
-        for a in argv:
-            if "=" not in a:
-                raise _error(f"arguments are key=value, got {a!r}; keys: {sorted(types)}")
-            k, v = a.split("=", 1)
-            if k not in types:
-                raise _error(f"unknown key {k!r} for `eval imagination`; valid keys: {sorted(types)}")
-            t = types[k]
-            try:
-                if t == "bool":
-                    if v.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                        raise ValueError
-                    kw[k] = v.lower() in ("true", "1", "yes")
-                else:
-                    kw[k] = int(v) if t == "int" else float(v) if t == "float" else v
-            except ValueError:
-                raise _error(f"{k}={v!r} is not a valid {t}") from None
+        try:
+            kw = parse_key_values(cls, argv)
+        except ValueError as e:
+            raise _error(f"{e} (eval imagination)") from None
         return cls(**kw)
 
 

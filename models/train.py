@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from envs.config import parse_key_values
 from models.clipstore import ClipDataset
 from models.codecs import TinyAutoencoder, frames_to_tensor
 from models.conditioning import (
@@ -118,43 +119,14 @@ class TrainConfig:
             raise ValueError("lr must be > 0")
 
 
-def _coerce(field: dataclasses.Field, raw: str) -> Any:
-    t = str(field.type)
-    if raw.lower() in ("none", "null") and "None" in t:
-        return None
-    if t.startswith("bool"):
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{field.name} expects true/false, got {raw!r}")
-    if t.startswith("int"):
-        return int(raw)
-    if t.startswith("float"):
-        return float(raw)
-    return raw
-
-
 def parse_args(argv: list[str]) -> TrainConfig:
     """key=value pairs (Hydra style) or --key value (argparse style)."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    kv: dict[str, str] = {}
     if any(a.startswith("--") for a in argv):
         ap = argparse.ArgumentParser(prog="python -m models.train")
-        for name in fields:
-            ap.add_argument(f"--{name}", type=str)
-        ns = ap.parse_args(argv)
-        kv = {k: v for k, v in vars(ns).items() if v is not None}
-    else:
-        for a in argv:
-            if "=" not in a:
-                raise ValueError(f"argument {a!r} is not key=value; known keys: {sorted(fields)}")
-            k, v = a.split("=", 1)
-            kv[k.lstrip("+")] = v
-    unknown = set(kv) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown trainer option(s) {sorted(unknown)}; known: {sorted(fields)}")
-    return TrainConfig(**{k: _coerce(fields[k], v) for k, v in kv.items()})
+        for f in dataclasses.fields(TrainConfig):
+            ap.add_argument(f"--{f.name}", type=str)
+        argv = [f"{k}={v}" for k, v in vars(ap.parse_args(argv)).items() if v is not None]
+    return TrainConfig(**parse_key_values(TrainConfig, argv, what="trainer option"))
 
 
 # ----------------------------------------------------------------------------------------------
