@@ -39,6 +39,43 @@ class NavEnv(Protocol):
     def close(self) -> None: ...
 
 
+class EpisodeBookkeeping:
+    """Episode state for backends whose `step()` shares one prologue and epilogue (camera rig,
+    Habitat): validate the action, refuse a step before `reset()` or after the end, count it, and end
+    the episode at the step budget. The embedded world keeps its own (it checks collisions inline)."""
+
+    _episode: Episode | None = None
+    _done: bool = False
+    _called_stop: bool = False
+    _steps: int = 0
+    _over_reason: str = "STOP or max_episode_steps reached"
+
+    def _begin_step(self, action: Action | int) -> Action:
+        from envs.habitat.actions import parse_action  # pure module: no habitat_sim import
+
+        a = parse_action(action)
+        if self._episode is None:
+            raise RuntimeError("call reset() before step()")
+        if self._done:
+            raise RuntimeError(f"episode is over ({self._over_reason}); call reset()")
+        self._steps += 1
+        if a is Action.STOP:
+            self._called_stop = self._done = True
+        return a
+
+    def _end_step(self, max_episode_steps: int) -> None:
+        if self._steps >= max_episode_steps:
+            self._done = True
+
+    @property
+    def episode(self) -> Episode | None:
+        return self._episode
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+
 # name -> "module:factory"; factory(cfg) -> NavEnv. Extend with register_env().
 ENV_REGISTRY: dict[str, str] = {
     "embedded": "envs.embedded.world:make_embedded_env",

@@ -208,27 +208,41 @@ def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
 
 def train_tiny_codec(frames: np.ndarray, steps: int = 1000, batch_size: int = 32, lr: float = 2e-3,
                      codec: TinyAutoencoder | None = None, seed: int = 0, log_every: int = 100,
-                     progress: bool = True) -> TinyAutoencoder:
+                     progress: bool = True, red_weight: float = 0.0, freeze_encoder: bool = False) -> TinyAutoencoder:
     """Train the tiny autoencoder on uint8 frames (N, 64, 64, 3) (simulator renders in production),
-    with random flips as augmentation, then measure and store the latent statistics."""
+    with random flips as augmentation, then measure and store the latent statistics.
+
+    `red_weight` > 0 multiplies the per-pixel loss by (1 + red_weight) on saturated-red pixels: the
+    2 px auxiliary box is a tiny share of the pixels, and an unweighted L1+L2 codec blurs it below the
+    read-back's redness threshold. `freeze_encoder` trains the decoder only, so the latent space (and
+    a transformer trained on it) stays valid; the latent statistics are then left unchanged."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
+    if red_weight < 0:
+        raise ValueError(f"red_weight must be >= 0, got {red_weight}")
+    if freeze_encoder and codec is None:
+        raise ValueError("freeze_encoder=True needs a trained codec to start from (codec=...)")
     torch.manual_seed(seed)
     codec = codec or TinyAutoencoder()
-    codec.train()
+    codec.float().train()
+    codec.encoder.requires_grad_(not freeze_encoder)
     data = frames_to_tensor(frames)
-    opt = torch.optim.AdamW(codec.parameters(), lr=lr, weight_decay=0.0)
+    f = frames.astype(np.int16)  # the same redness as planners.readback.box.redness, without the import
+    red_mask = torch.from_numpy((f[..., 0] - np.maximum(f[..., 1], f[..., 2])) > 0.6 * 255)[:, None].float()
+    params = codec.decoder.parameters() if freeze_encoder else codec.parameters()
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     gen = torch.Generator().manual_seed(seed)
     import sys
 
     for step in range(steps):
         idx = torch.randint(0, len(data), (batch_size,), generator=gen)
-        x = data[idx]
+        x, w = data[idx], 1.0 + red_weight * red_mask[idx]
         if torch.rand((), generator=gen) < 0.5:
-            x = x.flip(-1)
+            x, w = x.flip(-1), w.flip(-1)
         rec = codec.decoder(codec.encoder(x))
-        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
+        err = rec - x
+        loss = (err.abs() * w).mean() + (err.square() * w).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -237,9 +251,11 @@ def train_tiny_codec(frames: np.ndarray, steps: int = 1000, batch_size: int = 32
             print(f"codec step {step}/{steps} loss {loss.item():.4f} psnr {psnr(rec.clamp(-1, 1), x):.2f}",
                   file=sys.stderr, flush=True)
     codec.eval()
-    with torch.no_grad():
-        z = torch.cat([codec.encoder(data[i : i + 256]) for i in range(0, min(len(data), 2048), 256)])
-        codec.set_latent_stats(z.mean(dim=(0, 2, 3)), z.std(dim=(0, 2, 3)).clamp_min(1e-3))
+    codec.encoder.requires_grad_(True)
+    if not freeze_encoder:
+        with torch.no_grad():
+            z = torch.cat([codec.encoder(data[i : i + 256]) for i in range(0, min(len(data), 2048), 256)])
+            codec.set_latent_stats(z.mean(dim=(0, 2, 3)), z.std(dim=(0, 2, 3)).clamp_min(1e-3))
     return codec
 
 

@@ -135,10 +135,13 @@ def box_depth(box: Box2D, depth: np.ndarray | None) -> float:
 
 
 def is_centred(box: Box2D, width: int, height: int, gamma: float, vertical: bool = False) -> bool:
-    """DESIGN.md's IF criterion on the frame: |x - W/2| <= gamma/2 * W (and the same for y when
-    `vertical`). Why frame- not box-relative: with 30-degree turns a small box can never get within
-    a fraction of its own width of the centre; and objects on the floor sit below the centre of a
-    0.88 m high camera at 1 m, so the vertical test is off by default (no LOOK_DOWN in the loop)."""
+    """The agent's centring rule for STOP: |x - W/2| <= gamma/2 * W of the *frame* (and the same for
+    y when `vertical`). This is a control rule, deliberately looser than the IF metric
+    (planners.readback.target.target_centred, the paper's box-relative test used by the evals):
+    with 30-degree turns a small box can never get within a fraction of its own width of the centre,
+    and ObjectNav success is judged by the env's view points, not by centring. Objects on the floor
+    sit below the centre of a 0.88 m high camera at 1 m, so the vertical test is off by default (no
+    LOOK_DOWN in the loop)."""
     cx, cy = box.center
     ok = abs(cx - width / 2) <= gamma / 2 * width
     return bool(ok and (not vertical or abs(cy - height / 2) <= gamma / 2 * height))

@@ -1,6 +1,7 @@
 """Latent codecs: the tiny trained autoencoder and the real AutoencoderKLWan behind one interface."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -85,3 +86,37 @@ def test_wan_vae_codec_sparse_context_and_causal_chunks():
     assert c.latent_frame_sources(9) == [0, 4, 8]
     with pytest.raises(ValueError, match="1 \\+ 4k"):
         c.encode_target(x[:, :, :4])
+
+
+def test_decoder_finetune_keeps_latent_space_and_red_weight_sharpens_the_box():
+    from models.types import draw_red_box
+
+    frames = synthetic_frames(24, size=32, seed=0)
+    rng = np.random.default_rng(0)
+    boxed = np.stack([draw_red_box(f, (*rng.uniform(2, 12, 2), *rng.uniform(20, 30, 2))) for f in frames])
+    torch.manual_seed(0)
+    base = train_tiny_codec(frames, steps=15, batch_size=16, lr=1e-3, progress=False)
+    enc_before = {k: v.clone() for k, v in base.encoder.state_dict().items()}
+    stats_before = list(base.config.latents_std)
+    red = torch.from_numpy((boxed[..., 0] == 255) & (boxed[..., 1] == 0))[:, None].expand(-1, 3, -1, -1)
+
+    def red_error(codec) -> float:
+        x = torch.from_numpy(boxed).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.no_grad():
+            rec = codec.decoder(codec.encoder(x))
+        return (rec - x).abs()[red].mean().item()
+
+    runs = {}
+    for w in (0.0, 30.0):
+        runs[w] = train_tiny_codec(boxed, steps=30, batch_size=16, lr=1e-3, codec=copy.deepcopy(base), progress=False,
+                                   red_weight=w, freeze_encoder=True)
+    for w, c in runs.items():
+        for k, v in c.encoder.state_dict().items():
+            torch.testing.assert_close(v, enc_before[k], msg=f"encoder changed with red_weight={w}")
+        assert list(c.config.latents_std) == stats_before  # the latent space a transformer knows
+        torch.testing.assert_close(c._std, base._std)
+    assert red_error(runs[30.0]) < 0.8 * red_error(runs[0.0]), (red_error(runs[30.0]), red_error(runs[0.0]))
+    with pytest.raises(ValueError, match="needs a trained codec"):
+        train_tiny_codec(frames, steps=1, freeze_encoder=True)
+    with pytest.raises(ValueError, match="red_weight"):
+        train_tiny_codec(frames, steps=1, red_weight=-1.0)

@@ -19,7 +19,7 @@ from envs.camera.errors import BaseCommandError
 from envs.camera.motion import integrate
 from envs.camera.sources import Frame, FrameSource, OpenCVSource, RealSenseSource
 from envs.geometry import intrinsics_from_hfov
-from envs.habitat.actions import parse_action
+from envs.base import EpisodeBookkeeping
 from envs.types import Action, Episode, EpisodeMetrics, Observation, Pose
 
 
@@ -36,7 +36,11 @@ def open_source(cfg: CameraConfig) -> FrameSource:
                         cfg.loop)
 
 
-class CameraEnv:
+class CameraEnv(EpisodeBookkeeping):
+    """A real camera (RealSense or any OpenCV source) on a mobile base, behind the NavEnv interface."""
+
+    _over_reason = "STOP, max_episode_steps, or a base fault"
+
     def __init__(self, cfg: CameraConfig, source: FrameSource | None = None, base: Base | None = None):
         self.cfg = cfg
         self.spec = motion_spec(cfg)
@@ -120,14 +124,8 @@ class CameraEnv:
         return self._observe(self._frame())
 
     def step(self, action: Action | int) -> Observation:
-        a = parse_action(action)
-        if self._episode is None:
-            raise RuntimeError("call reset() before step()")
-        if self._done:
-            raise RuntimeError("episode is over (STOP, max_episode_steps, or a base fault); call reset()")
-        self._steps += 1
+        a = self._begin_step(action)
         if a is Action.STOP:
-            self._called_stop = self._done = True
             self._base.stop()
         else:
             try:
@@ -142,8 +140,7 @@ class CameraEnv:
             if odo is not None and self._last_odom is not None:
                 self._odom_path += float(np.linalg.norm(odo.xyz - self._last_odom.xyz))
             self._last_odom = odo if odo is not None else self._last_odom
-        if self._steps >= self.cfg.max_episode_steps:
-            self._done = True
+        self._end_step(self.cfg.max_episode_steps)
         moved_at = time.monotonic()
         if self.cfg.settle_s > 0 and a is not Action.STOP:
             time.sleep(self.cfg.settle_s)
@@ -152,14 +149,6 @@ class CameraEnv:
     def render_at(self, pose: Pose) -> Observation:
         raise NotImplementedError("a camera rig cannot render from an arbitrary pose; use env=embedded or "
                                   "env=habitat for checks that need render_at (oracle imagination, SD metric)")
-
-    @property
-    def episode(self) -> Episode | None:
-        return self._episode
-
-    @property
-    def done(self) -> bool:
-        return self._done
 
     def metrics(self) -> EpisodeMetrics:
         """What a rig can measure. Success/SPL need ground truth: NaN. path_length is the base's

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from envs.geometry import intrinsics_from_hfov
-from envs.habitat.actions import action_space, parse_action, to_habitat_action
+from envs.base import EpisodeBookkeeping
+from envs.habitat.actions import action_space, to_habitat_action
 from envs.habitat.config import HabitatConfig, coerce_config
 from envs.habitat.convert import pose_to_habitat, sensor_state_to_pose
 from envs.errors import require_habitat_sim
@@ -88,7 +89,7 @@ def _wxyz(q: Any) -> np.ndarray:
     return np.asarray(q, dtype=np.float64).reshape(4)
 
 
-class HabitatEnv:
+class HabitatEnv(EpisodeBookkeeping):
     """ObjectNav on any .glb / HM3D / MP3D scene, goals from our sidecar or the semantic scene."""
 
     def __init__(self, cfg: HabitatConfig):
@@ -268,14 +269,8 @@ class HabitatEnv:
         return self._observe(self._sim.get_sensor_observations())
 
     def step(self, action: Action | int) -> Observation:
-        a = parse_action(action)
-        if self._episode is None:
-            raise RuntimeError("call reset() before step()")
-        if self._done:
-            raise RuntimeError("episode is over (STOP or max_episode_steps reached); call reset()")
-        self._steps += 1
+        a = self._begin_step(action)
         if a is Action.STOP:
-            self._called_stop = self._done = True
             raw = self._sim.get_sensor_observations()
         else:
             before = self._body_position()
@@ -283,21 +278,12 @@ class HabitatEnv:
             # habitat_sim.Simulator.step puts the agent's collision flag in the observations
             self._collisions += int(bool(raw.get("collided", getattr(self._sim, "previous_step_collided", False))))
             self._path_length += float(np.linalg.norm(self._body_position() - before))
-        if self._steps >= self.cfg.max_episode_steps:
-            self._done = True
+        self._end_step(self.cfg.max_episode_steps)
         return self._observe(raw)
 
     def render_at(self, pose: Pose) -> Observation:
         """Render from any camera pose without moving the agent (imagined-vs-real checks)."""
         return to_observation(self._render_raw(pose), self.cfg, pose, self._instruction(), self._steps)
-
-    @property
-    def episode(self) -> Episode | None:
-        return self._episode
-
-    @property
-    def done(self) -> bool:
-        return self._done
 
     def metrics(self) -> EpisodeMetrics:
         if self._episode is None:
