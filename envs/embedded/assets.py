@@ -15,7 +15,7 @@ ensure_backend()
 import mujoco  # noqa: E402
 
 from envs.embedded.config import WorldConfig  # noqa: E402
-from envs.embedded.mjbuild import build_model, hab_to_mj  # noqa: E402
+from envs.embedded.mjbuild import PRIM_GROUP, build_model, hab_to_mj  # noqa: E402
 from envs.embedded.navgrid import NavGrid, navgrid_from_scene  # noqa: E402
 from envs.embedded.scene import SceneSpec, generate_scene  # noqa: E402
 
@@ -29,10 +29,12 @@ class SceneAssets:
         mujoco.mj_kinematics(self.model, self.data)  # static geom poses for mj_ray
         self.navgrid: NavGrid = navgrid_from_scene(self.scene, cfg.grid_resolution, cfg.agent_radius)
         self._view_points: dict[int, np.ndarray] = {}
+        self._reachable: dict[int, np.ndarray] = {}
         self._geoms_of: dict[int, np.ndarray] = {}
+        parts = self.model.geom_group == PRIM_GROUP  # one geom per part (not the merged meshes)
         for iid in np.unique(self.geom_instance):
             if iid > 0:
-                self._geoms_of[int(iid)] = np.flatnonzero(self.geom_instance == iid)
+                self._geoms_of[int(iid)] = np.flatnonzero((self.geom_instance == iid) & parts)
 
     def _sample_points(self, instance_id: int) -> np.ndarray:
         """Points on the object (MuJoCo frame) that a line of sight may aim at: the bounding-box
@@ -71,28 +73,41 @@ class SceneAssets:
                 targets = self._sample_points(instance_id)
                 eyes = np.stack([xz[:, 0], -xz[:, 1], np.full(len(xz), self.cfg.sensor_height)], axis=1)
                 body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"obj{instance_id}")
-                n = len(eyes)
-                geomid = np.zeros(n, dtype=np.int32)
-                dist = np.zeros(n, dtype=np.float64)
-                keep = np.zeros(n, dtype=bool)
+                groups = np.zeros(6, dtype=np.uint8)  # the parts only, not the merged render meshes
+                groups[PRIM_GROUP] = 1
+                keep = np.zeros(len(eyes), dtype=bool)
                 for t in targets:
-                    vec = eyes - t
+                    rest = np.flatnonzero(~keep)  # eyes that already see the object need no more rays
+                    n = len(rest)
+                    if n == 0:
+                        break
+                    vec = eyes[rest] - t
                     length = np.linalg.norm(vec, axis=1)
                     vec /= np.maximum(length, 1e-9)[:, None]
-                    mujoco.mj_multiRay(self.model, self.data, t, vec.reshape(-1), None, 1, body, geomid, dist, None, n,
+                    geomid = np.zeros(n, dtype=np.int32)
+                    dist = np.zeros(n, dtype=np.float64)
+                    mujoco.mj_multiRay(self.model, self.data, t, vec.reshape(-1), groups, 1, body, geomid, dist, None, n,
                                        float(length.max() + 1.0))
-                    keep |= (dist < 0) | (dist >= length - 1e-3)
+                    keep[rest] = (dist < 0) | (dist >= length - 1e-3)
                 out = xz[keep]
         self._view_points[instance_id] = out
         return out
 
     def reachable_view_points(self, instance_id: int) -> np.ndarray:
-        """View points in the largest navigable component (where episodes start)."""
+        """View points in the largest navigable component (where episodes start). Cached."""
+        instance_id = int(instance_id)
+        if instance_id in self._reachable:
+            return self._reachable[instance_id]
         vp = self.view_points(instance_id)
-        if len(vp) == 0:
-            return vp
-        comp = np.array([self.navgrid.component_of(p) for p in vp])
-        return vp[comp == self.navgrid.largest_component]
+        if len(vp):
+            g = self.navgrid
+            cells = g.cells_of(vp)  # component_of, vectorised
+            inside = (cells[:, 0] >= 0) & (cells[:, 0] < g.shape[0]) & (cells[:, 1] >= 0) & (cells[:, 1] < g.shape[1])
+            comp = np.zeros(len(vp), dtype=np.int64)
+            comp[inside] = g._labels[cells[inside, 0], cells[inside, 1]]
+            vp = vp[comp == g.largest_component]
+        self._reachable[instance_id] = vp
+        return vp
 
 
 _CACHE: OrderedDict[tuple, SceneAssets] = OrderedDict()

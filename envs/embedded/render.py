@@ -8,6 +8,7 @@ what makes env.step cost about one raw render.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -16,13 +17,26 @@ from envs.embedded.gl import create_context, ensure_backend
 ensure_backend()
 import mujoco  # noqa: E402
 
-from envs.embedded.mjbuild import HAB_TO_MJ  # noqa: E402
-
-try:  # PyOpenGL's EGL binding (what mujoco.egl itself uses); absent for other backends
-    from OpenGL import EGL as _EGL
-except Exception:  # pragma: no cover
-    _EGL = None
+from envs.embedded.mjbuild import RENDER_GROUP, SEG_GROUP  # noqa: E402
 from envs.types import Pose  # noqa: E402
+
+
+def _egl_get_current():
+    """ctypes eglGetCurrentContext -> int address (0 if none), or None without libEGL."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        lib = ctypes.CDLL(ctypes.util.find_library("EGL") or "libEGL.so.1")
+        fn = lib.eglGetCurrentContext
+        fn.restype = ctypes.c_void_p
+        fn.argtypes = []
+        return lambda: fn() or 0
+    except Exception:  # pragma: no cover - OSMesa or no libEGL: always make_current
+        return None
+
+
+_egl_current = _egl_get_current() if os.environ.get("MUJOCO_GL", "egl").lower() == "egl" else None
 
 
 class GLRenderer:
@@ -48,24 +62,33 @@ class GLRenderer:
         self._con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150.value)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._con)
         self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
-        self.scn = mujoco.MjvScene(model, maxgeom=model.ngeom + 16)
-        self.opt = mujoco.MjvOption()
         self.cam = mujoco.MjvCamera()
         self.cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
         self.cam.fixedcamid = 0
-        f = self.scn.flags
-        for flag in ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX", "mjRND_FOG", "mjRND_HAZE"):
-            f[getattr(mujoco.mjtRndFlag, flag)] = 0
-        # the scene is static: build its geom list once, then only the camera (and headlight) move
-        mujoco.mjv_updateScene(model, self.data, self.opt, None, self.cam, mujoco.mjtCatBit.mjCAT_ALL.value, self.scn)
-        ng = self.scn.ngeom
+        # models from mjbuild carry merged meshes for the RGB-D pass (RENDER_GROUP) and for the
+        # instance-id pass (SEG_GROUP) beside the parts (PRIM_GROUP); other models: one scene
+        self.opt = mujoco.MjvOption()
+        if np.any(model.geom_group == RENDER_GROUP):
+            self.opt.geomgroup[:] = 0
+            self.opt.geomgroup[RENDER_GROUP] = 1
+        self.scn = self._scene(model, self.opt)
+        if np.any(model.geom_group == SEG_GROUP):
+            sem_opt = mujoco.MjvOption()
+            sem_opt.geomgroup[:] = 0
+            sem_opt.geomgroup[SEG_GROUP] = 1
+            self._scn_sem = self._scene(model, sem_opt)
+        else:
+            self._scn_sem = self.scn
+        ng = self._scn_sem.ngeom
         lut = np.zeros(ng + 2, dtype=np.int32)  # segmentation colour value (segid + 1) -> instance id
         for k in range(ng):
-            g = self.scn.geoms[k]
+            g = self._scn_sem.geoms[k]
             if g.objtype == mujoco.mjtObj.mjOBJ_GEOM and g.segid >= 0 and 0 <= g.objid < len(geom_instance):
-                lut[g.segid + 1] = geom_instance[g.objid]
+                lut[g.segid + 1] = max(0, int(geom_instance[g.objid]))
         self._lut = lut
         self._headlight = 0 if (self.scn.nlight > 0 and self.scn.lights[0].headlight) else -1
+        if self._headlight >= 0:  # numpy views into the scene's light struct (fixed memory)
+            self._hl_pos, self._hl_dir = self.scn.lights[0].pos, self.scn.lights[0].dir
         extent = model.stat.extent
         znear = np.float32(model.vis.map.znear * extent)
         zfar = np.float32(model.vis.map.zfar * extent)
@@ -74,31 +97,39 @@ class GLRenderer:
         d = -(np.float32(2) * zfar * znear) / (zfar - znear)
         self._c = float(np.float32(-0.5) * c - np.float32(0.5))
         self._d = float(np.float32(-0.5) * d)
+        self._ctx_addr = None
+        ctx = getattr(self._gl, "_context", None)
+        if ctx is not None and _egl_current is not None:
+            self._ctx_addr = getattr(ctx, "address", None) or getattr(ctx, "value", None)
+
+    def _scene(self, model: mujoco.MjModel, opt: mujoco.MjvOption) -> mujoco.MjvScene:
+        scn = mujoco.MjvScene(model, maxgeom=model.ngeom + 16)
+        f = scn.flags
+        for flag in ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX", "mjRND_FOG", "mjRND_HAZE"):
+            f[getattr(mujoco.mjtRndFlag, flag)] = 0
+        # the scene is static: build its geom list once, then only the camera (and headlight) move
+        mujoco.mjv_updateScene(model, self.data, opt, None, self.cam, mujoco.mjtCatBit.mjCAT_ALL.value, scn)
+        return scn
 
     def _ensure_current(self) -> None:
-        """make_current only when another context (ours or anyone's) is current: asking EGL is
-        cheaper than eglMakeCurrent on every frame."""
-        ctx = getattr(self._gl, "_context", None)
-        if ctx is not None and _EGL is not None:
-            cur = _EGL.eglGetCurrentContext()
-            if cur and getattr(cur, "address", None) == getattr(ctx, "address", 0):
-                return
+        """make_current only when another context (ours or anyone's) is current: asking EGL
+        (through ctypes, ~0.2 us) is cheaper than eglMakeCurrent on every frame."""
+        if self._ctx_addr is not None and _egl_current() == self._ctx_addr:
+            return
         self._gl.make_current()
 
     def _set_camera(self, pose: Pose) -> None:
-        # yaw about +Y then pitch about camera +X (envs.geometry.pose_rotation), written out by hand:
-        # building a scipy Rotation costs ~0.1 ms, a noticeable share of one 128x128 step
+        # yaw about +Y then pitch about camera +X (envs.geometry.pose_rotation), then Habitat ->
+        # MuJoCo (x, y, z) -> (x, -z, y), written out by hand: numpy/scipy cost more than the math
         cy, sy, cp, sp = math.cos(pose.yaw), math.sin(pose.yaw), math.cos(pose.pitch), math.sin(pose.pitch)
-        Rh = np.array([[cy, sy * sp, sy * cp], [0.0, cp, -sp], [-sy, cy * sp, cy * cp]])
-        R = HAB_TO_MJ @ Rh
-        p = HAB_TO_MJ @ np.asarray(pose.position, dtype=np.float64)
+        x, y, z = pose.position
+        p = (x, -z, y)
         self.data.cam_xpos[0] = p
-        self.data.cam_xmat[0] = R.reshape(-1)
+        self.data.cam_xmat[0] = (cy, sy * sp, sy * cp, sy, -cy * sp, -cy * cp, 0.0, cp, -sp)
         mujoco.mjv_updateCamera(self.model, self.data, self.cam, self.scn)
         if self._headlight >= 0:  # mjv_makeLights is not re-run: move the headlight with the camera
-            L = self.scn.lights[0]
-            L.pos[:] = p
-            L.dir[:] = -R[:, 2]
+            self._hl_pos[:] = p
+            self._hl_dir[:] = (-sy * cp, cy * cp, sp)  # -(camera z axis)
 
     def render(self, pose: Pose, depth: bool = True, semantic: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """(rgb uint8 HxWx3, depth float32 HxW metres or None, instance ids int32 HxW or None);
@@ -110,14 +141,18 @@ class GLRenderer:
         rgb = self._rgb[::-1].copy()
         dep = None
         if depth:
-            dep = (self._d / (self._zbuf[::-1] + self._c)).astype(np.float32)
+            dep = np.add(self._zbuf[::-1], self._c)  # float32
+            np.divide(self._d, dep, out=dep)
         sem = None
         if semantic:
-            f = self.scn.flags
+            scn = self._scn_sem
+            if scn is not self.scn:
+                mujoco.mjv_updateCamera(self.model, self.data, self.cam, scn)
+            f = scn.flags
             f[mujoco.mjtRndFlag.mjRND_SEGMENT] = 1
             f[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 1
             try:
-                mujoco.mjr_render(self._rect, self.scn, self._con)
+                mujoco.mjr_render(self._rect, scn, self._con)
                 mujoco.mjr_readPixels(self._seg, None, self._rect, self._con)
             finally:
                 f[mujoco.mjtRndFlag.mjRND_SEGMENT] = 0

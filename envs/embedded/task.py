@@ -89,10 +89,11 @@ def make_episode(
             )
     goals = goal_view_points(assets, targets)
     g = assets.navgrid
+    field = g.distance_field(goals)[0]  # g.geodesic_distance(p, goals) without re-deriving the goal cells
     best, best_d = None, -1.0
     for _ in range(64):
         p = g.sample_navigable(rng)
-        d = g.geodesic_distance(p, goals)
+        d = float(field[g._start_cell(p)])
         if np.isfinite(d) and d > best_d:
             best, best_d = p, d
         if best_d >= MIN_START_DISTANCE:
@@ -161,13 +162,14 @@ class ObjectNavMeasures:
 
     def update(self, action: Action | int, world: "EmbeddedWorld", collided: bool = False) -> None:
         p = world.agent_pose
-        xz = np.array([p.position[0], p.position[2]])
         m = self._m
-        m.path_length += float(np.linalg.norm(xz - self._prev))
-        self._prev = xz
+        if p.position[0] != self._prev[0] or p.position[2] != self._prev[1]:  # turns add exactly 0
+            xz = np.array([p.position[0], p.position[2]])
+            m.path_length += float(np.linalg.norm(xz - self._prev))
+            self._prev = xz
         m.num_steps += 1
         m.collisions += int(collided)
-        m.distance_to_goal = self._distance(xz)
+        m.distance_to_goal = self._distance((p.position[0], p.position[2]))
         if int(action) == Action.STOP:
             m.success = 1.0 if m.distance_to_goal == 0.0 else 0.0
         d0 = self._d0
