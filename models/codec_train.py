@@ -9,7 +9,7 @@ exactly what the generator must decode). `source=synthetic` trains on procedural
 
 `init=DIR freeze_encoder=true red_weight=10` fine-tunes the decoder of an existing codec: the latent
 space is unchanged, so a transformer trained on it stays valid, while the red box survives decoding
-(the shipped v4s-tiny codec was made this way, see its model card). Writes the codec + `metrics.json`
+(the shipped codec was made this way: see checkpoints/tiny-codec/metrics.json). Writes the codec + `metrics.json`
 to `out` (default models/checkpoints/tiny-codec). Prints one JSON line (psnr_val, psnr_train,
 box_recall_val when boxes are known, steps, frames, seconds).
 """
