@@ -200,7 +200,7 @@ def evaluate_idm(model: InverseDynamics, X: np.ndarray, Y: np.ndarray) -> dict[s
             "n": int(len(X))}
 
 
-def train_inverse_dynamics(out: str | Path, steps: int = 1200, train_scenes: int = 120, pairs_per_scene: int = 60,
+def train_inverse_dynamics(out: str | Path, steps: int = 4000, train_scenes: int = 200, pairs_per_scene: int = 60,
                            val_scenes: int = 20, batch: int = 64, lr: float = 2e-3, seed: int = 0,
                            cfg: IDMConfig | None = None, world_factory=None, log=print) -> dict[str, float]:
     """Render pairs from train-split scenes, train, measure on val-split scenes, save to `out`.
@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description="train the inverse-dynamics read-back model on simulator frame pairs")
     ap.add_argument("--out", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--steps", type=int, default=1200)
-    ap.add_argument("--train-scenes", type=int, default=120)
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--train-scenes", type=int, default=200)
     ap.add_argument("--pairs-per-scene", type=int, default=60)
     ap.add_argument("--val-scenes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
