@@ -134,7 +134,8 @@ class GroundingPlanner:
             d.box = detect_red_box(frames, min_confidence=self.cfg.min_box_score)
             if d.box is None:
                 d.rejected = "no confident red box"
-                continue
+                if self.cfg.no_box != "path":
+                    continue
             try:
                 path = read_back_path(self.cfg.readback, frames, obs.depth, self.K_img, video, s)
             except ValueError as e:
@@ -151,7 +152,8 @@ class GroundingPlanner:
             d.cut = why
             d.poses_rel = prefix
             # a path cut short by an obstacle is worth less than one that reaches the target
-            d.score = float(d.box.score * (0.5 + 0.5 * d.confidence) * (0.5 if why else 1.0))
+            box_score = d.box.score if d.box is not None else 0.0
+            d.score = float(box_score * (0.5 + 0.5 * d.confidence) * (0.5 if why else 1.0))
         return out
 
     def _fallback(self, plan: Plan, why: str) -> Plan:
@@ -185,7 +187,9 @@ class GroundingPlanner:
         kept = [i for i, d in enumerate(samples) if not d.rejected]
         if not kept:
             reasons = sorted({d.rejected for d in samples})
-            self._fallback(plan, f"no usable sample of {len(samples)} ({'; '.join(reasons)})")
+            why = f"no usable sample of {len(samples)} ({'; '.join(reasons)})"
+            if not self._follow_imagined_path(plan, samples, obs, why):
+                self._fallback(plan, why)
             return
         best = max(kept, key=lambda i: samples[i].score)
         plan.chosen = (0, best)
@@ -198,6 +202,28 @@ class GroundingPlanner:
         plan.actions, plan.note = self._act(d, obs, start)
         if d.cut:
             plan.note += f" (path cut: {d.cut})"
+
+    def _follow_imagined_path(self, plan: Plan, samples: list[SampleDebug], obs: Observation, why: str) -> bool:
+        """`no_box=path`: no sample shows the box, but the imagined motion is still the model's guess
+        of where to go; walk the first part of the most confidently read-back collision-free path."""
+        if self.cfg.no_box != "path":
+            return False
+        paths = [i for i, d in enumerate(samples) if d.rejected == "no confident red box" and d.poses_rel is not None
+                 and np.all(np.isfinite(d.poses_rel))]
+        if not paths:
+            return False
+        best = max(paths, key=lambda i: samples[i].confidence)
+        d = samples[best]
+        start = obs.pose if obs.pose is not None else Pose((0.0, 0.0, 0.0), 0.0)
+        actions = path_actions(start, d.poses_rel, self.motion)
+        if not actions:
+            return False
+        plan.chosen = (0, best)
+        T0 = pose_to_matrix(start)
+        plan.path_world = [matrix_to_pose(T0 @ T) for T in d.poses_rel]
+        plan.actions = actions[: self.cfg.execute_steps]
+        plan.note = f"{why}; following the imagined path ({len(plan.actions)}/{len(actions)} actions)"
+        return True
 
     def _target_estimate(self, d: SampleDebug, obs: Observation, start: Pose) -> np.ndarray | None:
         """Where the target is: along the end pose's view ray through the box centre, at the depth

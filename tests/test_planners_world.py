@@ -107,6 +107,54 @@ def test_imagination_faults_replan_never_crash(env, easy_episode, kind, needle):
     assert imag.calls >= 2
 
 
+class TurningImagination:
+    """Imagines, with the simulator's renders, turning left 10 degrees a frame, and never draws a box."""
+
+    height = width = 64
+    num_frames = 8
+
+    def __init__(self, env) -> None:
+        self.env = env
+
+    def ground(self, context, instruction, num_samples=1, seed=0):
+        from envs.geometry import apply_relative
+
+        start = self.env.agent_pose
+        poses = [apply_relative(start, np.zeros(3), np.array([np.radians(10.0 * k), 0.0, 0.0])) for k in range(8)]
+        from envs.geometry import pose_to_matrix
+
+        frames = np.stack([self.env.render_at(p, semantic=False).rgb for p in poses])
+        rel = np.stack([np.linalg.inv(pose_to_matrix(start)) @ pose_to_matrix(p) for p in poses])  # what readback=true uses
+        return ImaginedVideo(frames=np.repeat(frames[None], num_samples, axis=0), mode="grounding",
+                             meta={"poses_rel": np.repeat(rel[None], num_samples, axis=0)})
+
+    navigate = ground
+
+
+@pytest.mark.parametrize("no_box", ["turn", "path"])
+def test_no_box_turns_or_follows_the_imagined_path(env, easy_episode, no_box):
+    from planners.grounding import GroundingPlanner
+
+    # readback=true reads the imagined poses directly: this test is about the planner's choice
+    cfg = GroundingPlannerConfig(no_box=no_box, max_failures=1, readback="true")
+    planner = GroundingPlanner(cfg, env, TurningImagination(env))
+    obs = env.reset(easy_episode)
+    mem = Memory()
+    mem.add(obs)
+    planner.reset(easy_episode, obs, mem)
+    plan = planner.plan(obs, mem)
+    assert "no confident red box" in plan.note
+    if no_box == "turn":
+        assert "turning to change the view" in plan.note and plan.chosen is None
+        assert plan.actions == [Action.TURN_LEFT] * 3  # 90 degrees in 30-degree turns
+    else:
+        # 70 degrees imagined -> two (or three) 30-degree turns left
+        assert "following the imagined path" in plan.note and plan.chosen == (0, 0)
+        assert plan.actions and set(plan.actions) == {Action.TURN_LEFT} and 2 <= len(plan.actions) <= 3, plan.actions
+    with pytest.raises(ValueError, match="no_box"):
+        GroundingPlannerConfig(no_box="wander")
+
+
 def test_grounding_with_tiny_pipeline_runs_a_few_steps(env, easy_episode):
     mp = pytest.importorskip("models.pipeline")
     pipe = mp.tiny_pipeline(0, num_inference_steps=1)

@@ -116,10 +116,14 @@ class GroundingPlannerConfig(PlannerConfig):
     readback: str = "flow"  # flow | idm | true (true: poses the imagination reports; oracle only)
     max_failures: int = 3  # consecutive failed plans before an exploration move
     near_translation: float = 0.3  # a read-back path shorter than this (m) means "already there"
+    # no sample has a confident box: "turn" in place after max_failures plans, or follow the imagined
+    # path of the sample with the most confident read-back ("path": imagination still drives the search)
+    no_box: str = "turn"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.num_samples >= 1, f"planner.num_samples must be >= 1, got {self.num_samples}")
+        _check(self.no_box in ("turn", "path"), f"planner.no_box must be turn | path, got {self.no_box!r}")
         _check(0.0 <= self.min_box_score <= 1.0, f"planner.min_box_score must be in [0, 1], got {self.min_box_score}")
         _check(self.execute_steps >= 1, f"planner.execute_steps must be >= 1, got {self.execute_steps}")
         _check(self.readback in ("flow", "idm", "true"), f"planner.readback must be flow | idm | true, got {self.readback!r}")
