@@ -22,7 +22,7 @@ K64 = intrinsics_from_hfov(79.0, 64, 64)
 def clips():
     w = EmbeddedWorld(WorldConfig(), scene_seed=split_seeds("val", 1)[0])
     out = []
-    for seed in split_seeds("val", 4):
+    for seed in split_seeds("val", 8):
         w.load_scene(seed)
         out.append(random_truth_clip(w, np.random.default_rng(seed), num_frames=8, size=64))
     w.close()
@@ -47,8 +47,10 @@ def test_flow_path_matches_simulator_truth(clips):
         confs.append(est.confidence)
     e = np.concatenate(errs)
     yaw_deg, fwd = np.degrees(e[:, 1]), e[:, 0]
-    assert np.mean(yaw_deg < 5.0) >= 0.85, yaw_deg.round(1)
-    assert np.mean(fwd < 0.1) >= 0.85, fwd.round(3)
+    # measured on these 8 clips (56 steps): yaw < 5 deg 89% / 86%, forward < 0.1 m 91% / 88% with
+    # opencv 5.0 / 4.14 (DIS differs slightly); on 20 val scenes (sim_truth) 94% and 93%
+    assert np.mean(yaw_deg < 5.0) >= 0.8, yaw_deg.round(1)
+    assert np.mean(fwd < 0.1) >= 0.8, fwd.round(3)
     assert np.median(yaw_deg) < 2.0 and np.median(fwd) < 0.04
     # the confidence flags the clips where a step failed (yaw off by > 20°): lower on average than the rest
     assert all(0.0 <= x <= 1.0 for x in confs)
