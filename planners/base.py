@@ -193,6 +193,19 @@ def semantic_box(semantic: np.ndarray | None, instance_ids: tuple[int, ...], min
     return Box2D(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1), 1.0, "target")
 
 
+def start_pose(obs: Observation) -> Pose:
+    """Where a plan starts: the agent's pose (the origin when the backend gives none)."""
+    return obs.pose if obs.pose is not None else Pose((0.0, 0.0, 0.0), 0.0)
+
+
+def world_path(start: Pose, poses_rel: np.ndarray) -> list[Pose]:
+    """A path relative to the current camera, (F, 4, 4), as world poses (for the viewer)."""
+    from envs.geometry import matrix_to_pose, pose_to_matrix
+
+    T0 = pose_to_matrix(start)
+    return [matrix_to_pose(T0 @ T) for T in poses_rel]
+
+
 def path_length_xz(poses_rel: np.ndarray) -> float:
     """Floor-plane length (m) of a (F, 4, 4) relative path."""
     p = np.asarray(poses_rel)[:, [0, 2], 3]

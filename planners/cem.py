@@ -32,6 +32,8 @@ from planners.base import (
     path_length_xz,
     scale_box,
     should_stop,
+    start_pose,
+    world_path,
 )
 from planners.grounding import NEAR_YAW, instruction_for, read_back_path, trim_box_frames
 
@@ -115,7 +117,7 @@ class CEMPlanner:
         ctx = memory.select_context(min(cfg.context_frames, memory.cfg.max_context), size=(img.height, img.width))
         seed = self.seed * 100_003 + self._plans * 7919 + self._failures
         rng = np.random.default_rng(seed)
-        start = obs.pose if obs.pose is not None else Pose((0.0, 0.0, 0.0), 0.0)
+        start = start_pose(obs)
         H, W = obs.rgb.shape[:2]
 
         # 1) goal view + box from grounding mode
@@ -208,9 +210,7 @@ class CEMPlanner:
         if best[1] is None:
             return self._fail(plan, "every CEM candidate collided or failed to imagine")
         rel = best[1]
-        plan.chosen = (best[2], 0)
-        T0 = pose_to_matrix(start)
-        plan.path_world = [matrix_to_pose(T0 @ T) for T in rel]
+        plan.chosen, plan.path_world = (best[2], 0), world_path(start, rel)
         acts = path_actions(start, rel, self.motion)
         plan.actions = acts[: cfg.execute_steps] or approach_box_actions(box_obs, obs.depth, W, self.motion, self.K_obs, cfg.agent_radius, cfg.gamma)
         plan.note = f"CEM best score {best[0]:.3f}; executing {len(plan.actions)}/{max(len(acts), 1)} actions"

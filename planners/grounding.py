@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from envs.base import NavEnv, intrinsics_of
-from envs.geometry import intrinsics_from_hfov, matrix_to_pose, pose_to_matrix
-from envs.types import Action, Box2D, Episode, Observation, Pose
+from envs.geometry import intrinsics_from_hfov, matrix_to_pose
+from envs.types import Action, Episode, Observation, Pose
 from models.types import ImaginedVideo, Imagination, grounding_instruction
 from planners.base import (
     Plan,
@@ -32,6 +32,8 @@ from planners.base import (
     path_length_xz,
     scale_box,
     should_stop,
+    start_pose,
+    world_path,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NEAR_YAW = np.deg2rad(20.0)
+NO_BOX = "no confident red box"  # the rejection that planner.no_box=path may still act on
+
 
 
 def instruction_for(episode: Episode, obs: Observation) -> str:
@@ -133,7 +137,7 @@ class GroundingPlanner:
             out.append(d)
             d.box = detect_red_box(frames, min_confidence=self.cfg.min_box_score)
             if d.box is None:
-                d.rejected = "no confident red box"
+                d.rejected = NO_BOX
                 if self.cfg.no_box != "path":
                     continue
             try:
@@ -192,12 +196,10 @@ class GroundingPlanner:
                 self._fallback(plan, why)
             return
         best = max(kept, key=lambda i: samples[i].score)
-        plan.chosen = (0, best)
         d = samples[best]
         self._failures = 0
-        start = obs.pose if obs.pose is not None else Pose((0.0, 0.0, 0.0), 0.0)
-        T0 = pose_to_matrix(start)
-        plan.path_world = [matrix_to_pose(T0 @ T) for T in d.poses_rel]
+        start = start_pose(obs)
+        plan.chosen, plan.path_world = (0, best), world_path(start, d.poses_rel)
         plan.target_world = self._target_estimate(d, obs, start)
         plan.actions, plan.note = self._act(d, obs, start)
         if d.cut:
@@ -208,19 +210,17 @@ class GroundingPlanner:
         of where to go; walk the first part of the most confidently read-back collision-free path."""
         if self.cfg.no_box != "path":
             return False
-        paths = [i for i, d in enumerate(samples) if d.rejected == "no confident red box" and d.poses_rel is not None
-                 and np.all(np.isfinite(d.poses_rel))]
+        # _score_samples leaves NO_BOX only on samples whose path was read back, finite and collision-free
+        paths = [i for i, d in enumerate(samples) if d.rejected == NO_BOX and d.poses_rel is not None]
         if not paths:
             return False
         best = max(paths, key=lambda i: samples[i].confidence)
         d = samples[best]
-        start = obs.pose if obs.pose is not None else Pose((0.0, 0.0, 0.0), 0.0)
+        start = start_pose(obs)
         actions = path_actions(start, d.poses_rel, self.motion)
         if not actions:
             return False
-        plan.chosen = (0, best)
-        T0 = pose_to_matrix(start)
-        plan.path_world = [matrix_to_pose(T0 @ T) for T in d.poses_rel]
+        plan.chosen, plan.path_world = (0, best), world_path(start, d.poses_rel)
         plan.actions = actions[: self.cfg.execute_steps]
         plan.note = f"{why}; following the imagined path ({len(plan.actions)}/{len(actions)} actions)"
         return True

@@ -15,7 +15,7 @@ from envs.base import NavEnv
 from envs.geometry import apply_relative, pose_to_matrix, relative_pose
 from envs.types import Action, Episode, Observation, Pose
 from models.types import Imagination
-from planners.base import Plan, Timer, check_video, motion_of, path_actions
+from planners.base import Plan, Timer, check_video, motion_of, path_actions, start_pose
 
 if TYPE_CHECKING:
     from v4s_agent.config import PoseFollowingPlannerConfig
@@ -44,14 +44,14 @@ class PoseFollowingPlanner:
         self._plans = 0
 
     def reset(self, episode: Episode, obs: Observation, memory: "Memory") -> None:
-        start = obs.pose if obs.pose is not None else Pose((0.0, 0.0, 0.0), 0.0)
+        start = start_pose(obs)
         self._goals = [apply_relative(start, np.asarray(w[:3]), np.asarray(w[3:])) for w in self.cfg.waypoints]
         self._plans = 0
 
     def plan(self, obs: Observation, memory: "Memory") -> Plan:
         plan = Plan()
         with Timer() as t:
-            cur = obs.pose if obs.pose is not None else Pose((0.0, 0.0, 0.0), 0.0)
+            cur = start_pose(obs)
             # drop reached waypoints
             while self._goals and np.hypot(*(self._goals[0].xyz - cur.xyz)[[0, 2]]) < self.motion.step_m / 2 and len(self._goals) > 1:
                 self._goals.pop(0)
