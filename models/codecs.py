@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
+from models.types import redness
+
 
 class LatentCodec:
     """Interface (a plain mixin: subclasses are nn.Modules of their own, e.g. diffusers ModelMixin):
@@ -227,8 +229,7 @@ def train_tiny_codec(frames: np.ndarray, steps: int = 1000, batch_size: int = 32
     codec.float().train()
     codec.encoder.requires_grad_(not freeze_encoder)
     data = frames_to_tensor(frames)
-    f = frames.astype(np.int16)  # the same redness as planners.readback.box.redness, without the import
-    red_mask = torch.from_numpy((f[..., 0] - np.maximum(f[..., 1], f[..., 2])) > 0.6 * 255)[:, None].float()
+    red_mask = torch.from_numpy(redness(frames) > 0.6)[:, None].float()
     params = codec.decoder.parameters() if freeze_encoder else codec.parameters()
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)

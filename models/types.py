@@ -92,6 +92,13 @@ def red_box_thickness(height: int, width: int) -> int:
     return max(1, round(min(height, width) / 32))
 
 
+def redness(frame: np.ndarray) -> np.ndarray:
+    """(..., H, W) float32 in [0, 1] for (..., H, W, 3) RGB: how much red dominates the other channels. A hue-free measure so
+    dark or washed-out reds still count, while greys, whites and skin tones stay low."""
+    f = frame.astype(np.float32)
+    return np.clip((f[..., 0] - np.maximum(f[..., 1], f[..., 2])) / 255.0, 0.0, 1.0)
+
+
 def draw_red_box(frame: np.ndarray, box: np.ndarray | tuple[float, float, float, float]) -> np.ndarray:
     """Copy of `frame` (H, W, 3) uint8 with a red rectangle outline on box = (x0, y0, x1, y1) pixels
     (x1, y1 exclusive). Boxes are clipped to the image."""

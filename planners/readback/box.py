@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from envs.types import Box2D
-from models.types import red_box_thickness
+from models.types import red_box_thickness, redness  # noqa: F401  (redness is re-exported)
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,6 @@ class BoxDetectConfig:
             raise ValueError(f"close_px must be >= 1, got {self.close_px}")
         if self.num_last < 1:
             raise ValueError(f"num_last must be >= 1, got {self.num_last}")
-
-
-def redness(frame: np.ndarray) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: how much red dominates the other channels. A hue-free measure so
-    dark or washed-out reds still count, while greys, whites and skin tones stay low."""
-    f = frame.astype(np.float32)
-    return np.clip((f[..., 0] - np.maximum(f[..., 1], f[..., 2])) / 255.0, 0.0, 1.0)
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
