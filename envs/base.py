@@ -39,10 +39,20 @@ class NavEnv(Protocol):
     def close(self) -> None: ...
 
 
+def parse_action(action: Action | int) -> Action:
+    """Validate an int/Action; bad ids get one line naming the valid ones."""
+    try:
+        return Action(int(action))
+    except (ValueError, TypeError):
+        valid = ", ".join(f"{a.value}={a.name}" for a in Action)
+        raise ValueError(f"unknown action {action!r}; valid actions: {valid}") from None
+
+
 class EpisodeBookkeeping:
     """Episode state for backends whose `step()` shares one prologue and epilogue (camera rig,
     Habitat): validate the action, refuse a step before `reset()` or after the end, count it, and end
-    the episode at the step budget. The embedded world keeps its own (it checks collisions inline)."""
+    the episode at the step budget. The embedded world shares the state and the properties; its
+    `step()` keeps its own prologue (its error lines are part of the gym env's contract)."""
 
     _episode: Episode | None = None
     _done: bool = False
@@ -51,8 +61,6 @@ class EpisodeBookkeeping:
     _over_reason: str = "STOP or max_episode_steps reached"
 
     def _begin_step(self, action: Action | int) -> Action:
-        from envs.habitat.actions import parse_action  # pure module: no habitat_sim import
-
         a = parse_action(action)
         if self._episode is None:
             raise RuntimeError("call reset() before step()")

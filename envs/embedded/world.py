@@ -19,6 +19,7 @@ ensure_backend()
 from envs.embedded.assets import SceneAssets, get_assets  # noqa: E402
 from envs.embedded.categories import category_phrase, check_category  # noqa: E402
 from envs.embedded.config import WorldConfig  # noqa: E402
+from envs.base import EpisodeBookkeeping  # noqa: E402
 from envs.embedded.errors import NoReachableTargetError  # noqa: E402
 from envs.embedded.navgrid import NavGrid  # noqa: E402
 from envs.embedded.render import GLRenderer  # noqa: E402
@@ -32,7 +33,7 @@ from models.types import grounding_instruction  # noqa: E402
 _ACTION_NAMES = ", ".join(f"{a.value}={a.name}" for a in Action)
 
 
-class EmbeddedWorld:
+class EmbeddedWorld(EpisodeBookkeeping):
     """Procedural apartment world. One GL context per instance, reused across scenes."""
 
     def __init__(self, cfg: WorldConfig | dict | Any | None = None, scene_seed: int | None = None) -> None:
@@ -159,14 +160,6 @@ class EmbeddedWorld:
 
     def pose_of_agent(self) -> Pose:
         return self._pose
-
-    @property
-    def episode(self) -> Episode | None:
-        return self._episode
-
-    @property
-    def done(self) -> bool:
-        return self._done
 
     @property
     def last_collided(self) -> bool:

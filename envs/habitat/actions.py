@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from envs.base import parse_action
 from envs.types import Action
 
 HABITAT_ACTION_NAMES: dict[Action, str] = {
@@ -25,15 +26,6 @@ class ActionDef:
     key: str  # action_space key (what `sim.step(key)` takes)
     control: str  # registered habitat_sim control function
     amount: float  # metres for move_forward, degrees for turns/tilts
-
-
-def parse_action(action: Action | int) -> Action:
-    """Validate an int/Action; bad ids get one line naming the valid ones."""
-    try:
-        return Action(int(action))
-    except (ValueError, TypeError):
-        valid = ", ".join(f"{a.value}={a.name}" for a in Action)
-        raise ValueError(f"unknown action {action!r}; valid actions: {valid}") from None
 
 
 def action_space(forward_step_m: float, turn_angle_deg: float, tilt_angle_deg: float) -> dict[str, ActionDef]:

@@ -25,7 +25,8 @@ from urllib3.util.retry import Retry
 
 from envs.camera.errors import BaseCommandError
 from envs.camera.motion import ZERO_TWIST, MotionSpec, action_to_twist
-from envs.habitat.actions import HABITAT_ACTION_NAMES, parse_action
+from envs.base import parse_action
+from envs.habitat.actions import HABITAT_ACTION_NAMES
 from envs.types import Action, Pose
 
 RETRY_STATUS = (502, 503, 504)

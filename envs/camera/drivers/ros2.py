@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from envs.camera.motion import ZERO_TWIST, MotionSpec, Twist, action_to_twist
-from envs.habitat.actions import parse_action
+from envs.base import parse_action
 from envs.types import Action, Pose
 
 
