@@ -265,7 +265,8 @@ class ImaginationPipeline(DiffusionPipeline):
     def save_pretrained(self, save_directory: str | os.PathLike, torch_dtype: torch.dtype | None = None,
                         **_: Any) -> None:
         """Write the folder layout described in the module docstring; `torch_dtype=torch.float16`
-        stores a half-precision transformer (the live pipeline is not modified)."""
+        stores a half-precision transformer and tiny codec (the live pipeline is not modified; the Wan
+        VAE is always stored as it is, as diffusers runs it in float32)."""
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
 
@@ -283,7 +284,7 @@ class ImaginationPipeline(DiffusionPipeline):
                                  "transformer": ["models", "V4STransformer"], "v4s": asdict(self.settings)}
         cast(self.transformer).save_pretrained(out / "transformer", safe_serialization=True)
         if isinstance(self.codec, TinyAutoencoder):
-            self.codec.save_pretrained(out / "codec", safe_serialization=True)  # 3.5 MB: kept float32
+            cast(self.codec).save_pretrained(out / "codec", safe_serialization=True)
             index["codec"] = ["models", "TinyAutoencoder"]
         elif isinstance(self.codec, WanVAECodec):
             self.codec.save_pretrained(out / "vae", safe_serialization=True)

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from models.pipeline import ImaginationPipeline, load_default_pipeline, tiny_pipeline
 from models.types import ImaginedVideo, VideoContext, grounding_instruction
@@ -87,7 +88,11 @@ def test_save_and_load_round_trip_fp16(pipe, ctx, tmp_path):
     assert not list((tmp_path / "p").rglob("*.bin")) and not list((tmp_path / "p").rglob("*.pkl"))
     size = sum(f.stat().st_size for f in (tmp_path / "p").rglob("*") if f.is_file())
     assert size < 40e6, size
+    for part in ("transformer", "codec"):  # both stored in half precision
+        stored = load_file(str(tmp_path / "p" / part / "diffusion_pytorch_model.safetensors"))
+        assert {v.dtype for v in stored.values()} == {torch.float16}, part
     loaded = ImaginationPipeline.from_pretrained(tmp_path / "p")
+    assert loaded.codec.dtype == torch.float32
     assert loaded.transformer.dtype == torch.float32 and loaded.num_frames == 8 and loaded.num_box_frames == 2
     a = pipe(ctx, instruction=INSTR, seed=2).frames.astype(int)
     b = loaded(ctx, instruction=INSTR, seed=2).frames.astype(int)
