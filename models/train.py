@@ -68,8 +68,6 @@ class TrainConfig:
     # tiny init only: transformer size overrides (0 = the tiny default in models.pipeline.tiny_transformer_config)
     num_layers: int = 0
     ffn_dim: int = 0
-    # add the zero-initialised current-view anchor (models.transformer) to the tiny init or a loaded model
-    anchor_context: bool = False
     grad_clip: float = 1.0
     seed: int = 0
     init: str = "tiny"  # "tiny" | ImaginationPipeline folder | diffusers Wan folder
@@ -151,12 +149,8 @@ def init_pipeline(cfg: TrainConfig, first_clip: Clip) -> ImaginationPipeline:
         settings = ImaginationConfig(num_frames=len(first_clip.target_frames), num_box_frames=box,
                                      max_context_frames=cfg.max_context_frames)
         sizes = {k: v for k, v in (("num_layers", cfg.num_layers), ("ffn_dim", cfg.ffn_dim)) if v}
-        return build_pipeline(tiny_transformer_config(anchor_context=cfg.anchor_context, **sizes), codec,
-                              shared_minilm(), settings, seed=cfg.seed)
-    pipe = ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
-    if cfg.anchor_context:
-        pipe.transformer.enable_context_anchor()
-    return pipe
+        return build_pipeline(tiny_transformer_config(**sizes), codec, shared_minilm(), settings, seed=cfg.seed)
+    return ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
 
 
 def select_trainable(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:

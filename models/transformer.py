@@ -10,12 +10,7 @@ What it adds (paper §3.2, §3.4):
 - temporal RoPE positions per frame (sparse source indices for context, last index + gap for targets);
 - navigation: Plücker ray maps of the target cameras, patchified and added to the target tokens;
 - `context_attention="one_way"`: context tokens attend only to context, so their keys/values do not
-  depend on the noisy targets and are computed once per rollout (`build_context_cache`);
-- `anchor_context=True` (optional, ours): the last context latent (the current view, which is also the
-  first target frame) is patchified, projected by a zero-initialised layer and added to every target
-  token. This is Wan I2V's channel-concatenated image condition written as a sum (a patch-embedding
-  conv over [noisy, image] channels = embed(noisy) + W·patchify(image)), so a small model does not
-  have to carry the current view through attention to reproduce it.
+  depend on the noisy targets and are computed once per rollout (`build_context_cache`).
 
 Written against diffusers 0.42.1 `models/transformers/transformer_wan.py`; `_self_attention` and
 `_block_forward` mirror `WanAttnProcessor.__call__` / `WanTransformerBlock.forward` line by line
@@ -50,7 +45,6 @@ class ContextCache:
     values: list[torch.Tensor]
     num_frames: int
     batch_size: int
-    anchor: torch.Tensor | None = None  # (B, tokens per frame, hidden): the current-view anchor, or None
 
     @property
     def num_tokens(self) -> int:
@@ -72,8 +66,7 @@ class V4STransformer(WanTransformer3DModel):
     """Wan DiT with a clean video context, per-frame RoPE positions, optional cameras and KV cache.
 
     Extra config: `camera_channels` (values per token of the patchified Plücker map, 6·pt·ph·pw;
-    None = no camera layer), `context_attention` ("full" as in the paper, or "one_way") and
-    `anchor_context` (add the projected current view to every target token; see the module docstring)."""
+    None = no camera layer) and `context_attention` ("full" as in the paper, or "one_way")."""
 
     @register_to_config
     def __init__(
@@ -96,7 +89,6 @@ class V4STransformer(WanTransformer3DModel):
         pos_embed_seq_len: int | None = None,
         camera_channels: int | None = None,
         context_attention: str = "full",
-        anchor_context: bool = False,
     ) -> None:
         super().__init__(
             patch_size=patch_size,
@@ -119,22 +111,12 @@ class V4STransformer(WanTransformer3DModel):
         if context_attention not in CONTEXT_ATTENTION_MODES:
             raise ValueError(f"context_attention must be one of {CONTEXT_ATTENTION_MODES}, got {context_attention!r}")
         inner_dim = num_attention_heads * attention_head_dim
-        # Both extra layers are zero-initialised so a pretrained model starts out computing exactly
-        # what it did without them (ControlNet-style).
-        self.camera_embedding = _zero_linear(camera_channels, inner_dim) if camera_channels else None
-        self.anchor_embedding = (_zero_linear(in_channels * math.prod(patch_size), inner_dim)
-                                 if anchor_context else None)
-
-    def enable_context_anchor(self) -> None:
-        """Add the zero-initialised current-view anchor to a model trained without it (fine-tuning
-        starts from exactly the old model's outputs)."""
-        if self.anchor_embedding is not None:
-            return
-        ref = self.proj_out.weight
-        inner = self.config.num_attention_heads * self.config.attention_head_dim
-        self.anchor_embedding = _zero_linear(self.config.in_channels * math.prod(self.config.patch_size), inner).to(
-            device=ref.device, dtype=ref.dtype)
-        self.register_to_config(anchor_context=True)
+        self.camera_embedding: nn.Linear | None = None
+        if camera_channels:
+            # Zero-initialised so a pretrained model starts out ignoring the cameras (ControlNet-style).
+            self.camera_embedding = nn.Linear(camera_channels, inner_dim)
+            nn.init.zeros_(self.camera_embedding.weight)
+            nn.init.zeros_(self.camera_embedding.bias)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -147,11 +129,13 @@ class V4STransformer(WanTransformer3DModel):
         if subfolder:
             kwargs["subfolder"] = subfolder
         model = cls.from_pretrained(path, **kwargs)
-        ref = model.proj_out.weight
-        for name in ("camera_embedding", "anchor_embedding"):
-            layer = getattr(model, name)
-            if layer is not None and layer.weight.is_meta:
-                setattr(model, name, _zero_linear(layer.in_features, layer.out_features).to(ref.device, ref.dtype))
+        cam = model.camera_embedding
+        if cam is not None and cam.weight.is_meta:
+            ref = model.proj_out.weight
+            layer = nn.Linear(cam.in_features, cam.out_features, device=ref.device, dtype=ref.dtype)
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+            model.camera_embedding = layer
         still_meta = [n for n, p in model.named_parameters() if p.is_meta]
         if still_meta:
             raise RuntimeError(f"{path}: weights missing from the checkpoint: {still_meta[:5]} (not a Wan transformer?)")
@@ -195,8 +179,7 @@ class V4STransformer(WanTransformer3DModel):
         return memo[key]
 
     def patchify_camera(self, camera: torch.Tensor) -> torch.Tensor:
-        """(B, C, F, H, W) maps on the latent grid (Plücker rays, or latents for the anchor)
-        → (B, F·tokens, C·pt·ph·pw) token features."""
+        """(B, 6, F, H, W) Plücker maps on the latent grid → (B, F·tokens, 6·pt·ph·pw) token features."""
         p_t, p_h, p_w = self.config.patch_size
         b, c, f, h, w = camera.shape
         x = camera.reshape(b, c, f // p_t, p_t, h // p_h, p_h, w // p_w, p_w)
@@ -303,22 +286,13 @@ class V4STransformer(WanTransformer3DModel):
         x = self.patch_embedding(context_latents).flatten(2).transpose(1, 2).contiguous()
         ts = torch.zeros(b, nf, device=x.device)
         _, temb, ehs, _ = self._embed_conditions(ts, encoder_hidden_states, pph * ppw, x.shape[1], None)
-        anchor = self._anchor_tokens(context_latents)
         keys, values = [], []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             x, (k, v) = self._block_forward(block, x, ehs, temb, rotary_emb, kv_only=(i == last))
             keys.append(k)
             values.append(v)
-        return ContextCache(keys=keys, values=values, num_frames=nf, batch_size=b, anchor=anchor)
-
-    def _anchor_tokens(self, context_latents: torch.Tensor) -> torch.Tensor | None:
-        """(B, tokens per frame, hidden) projection of the last context latent frame, or None."""
-        if self.anchor_embedding is None:
-            return None
-        p_t = self.config.patch_size[0]
-        last = context_latents[:, :, context_latents.shape[2] - p_t:]
-        return self.anchor_embedding(self.patchify_camera(last.to(self.anchor_embedding.weight.dtype)))
+        return ContextCache(keys=keys, values=values, num_frames=nf, batch_size=b)
 
     def forward(
         self,
@@ -386,10 +360,6 @@ class V4STransformer(WanTransformer3DModel):
                                  f"got {tuple(camera.shape)}")
             cam = self.camera_embedding(self.patchify_camera(camera.to(x.dtype)))
             x = torch.cat([x[:, : nc * tpf], x[:, nc * tpf:] + cam], dim=1)
-        anchor = context_cache.anchor if context_cache is not None else (
-            self._anchor_tokens(hidden_states[:, :, : nc * p_t]) if nc else None)
-        if anchor is not None:
-            x = torch.cat([x[:, : nc * tpf], x[:, nc * tpf:] + anchor.to(x.dtype).repeat(1, nf - nc, 1)], dim=1)
 
         temb, timestep_proj, ehs, ehs_img = self._embed_conditions(
             timestep, encoder_hidden_states, tpf, x.shape[1], encoder_hidden_states_image)
@@ -440,13 +410,6 @@ class V4STransformer(WanTransformer3DModel):
         if not return_dict:
             return (output,)
         return Transformer2DModelOutput(sample=output)
-
-
-def _zero_linear(in_features: int, out_features: int) -> nn.Linear:
-    layer = nn.Linear(in_features, out_features)
-    nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 def wan22_ti2v_5b_config(**overrides: Any) -> dict[str, Any]:

@@ -83,18 +83,6 @@ def test_lora_and_attention_only_finetuning(shards, tmp_path):
     assert not any("ffn" in k for k in trained)
 
 
-def test_anchor_added_to_a_trained_pipeline_is_trained_and_exported(shards, tmp_path):
-    base = tmp_path / "base"
-    train(TrainConfig(data=str(shards / "train"), out=str(base), steps=1, batch_size=2, codec="random",
-                      ckpt_every=1000, export_fp16=False))
-    out = tmp_path / "anchored"
-    train(TrainConfig(data=str(shards / "train"), out=str(out), steps=3, batch_size=2, init=str(base / "pipeline"),
-                      anchor_context=True, warmup_steps=1, ckpt_every=1000))
-    pipe = ImaginationPipeline.from_pretrained(out / "pipeline")
-    assert pipe.transformer.config.anchor_context
-    assert pipe.transformer.anchor_embedding.weight.abs().sum() > 0  # left its zero init: it got gradients
-
-
 def test_arguments_and_context_sampling():
     cfg = parse_args(["data=a", "out=b", "steps=3", "mode=none", "export_fp16=false"])
     assert cfg.steps == 3 and cfg.mode is None and cfg.export_fp16 is False
