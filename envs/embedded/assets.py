@@ -100,12 +100,7 @@ class SceneAssets:
             return self._reachable[instance_id]
         vp = self.view_points(instance_id)
         if len(vp):
-            g = self.navgrid
-            cells = g.cells_of(vp)  # component_of, vectorised
-            inside = (cells[:, 0] >= 0) & (cells[:, 0] < g.shape[0]) & (cells[:, 1] >= 0) & (cells[:, 1] < g.shape[1])
-            comp = np.zeros(len(vp), dtype=np.int64)
-            comp[inside] = g._labels[cells[inside, 0], cells[inside, 1]]
-            vp = vp[comp == g.largest_component]
+            vp = vp[self.navgrid.components_of(vp) == self.navgrid.largest_component]
         self._reachable[instance_id] = vp
         return vp
 

@@ -59,6 +59,10 @@ class NavGrid:
     def _inside(self, iz: int, ix: int) -> bool:
         return 0 <= iz < self.shape[0] and 0 <= ix < self.shape[1]
 
+    def _inside_cells(self, cells: np.ndarray) -> np.ndarray:
+        """`_inside` for (K, 2) cells: a boolean mask."""
+        return (cells[:, 0] >= 0) & (cells[:, 0] < self.shape[0]) & (cells[:, 1] >= 0) & (cells[:, 1] < self.shape[1])
+
     # ------------------------------------------------------------------ queries
     def is_navigable(self, xz) -> bool:
         iz, ix = self.cell_of(xz)
@@ -67,6 +71,14 @@ class NavGrid:
     def component_of(self, xz) -> int:
         iz, ix = self.cell_of(xz)
         return int(self._labels[iz, ix]) if self._inside(iz, ix) else 0
+
+    def components_of(self, xz: np.ndarray) -> np.ndarray:
+        """`component_of` for (K, 2) points: (K,) labels, 0 off the grid or off the navigable area."""
+        cells = self.cells_of(xz)
+        inside = self._inside_cells(cells)
+        comp = np.zeros(len(cells), dtype=np.int64)
+        comp[inside] = self._labels[cells[inside, 0], cells[inside, 1]]
+        return comp
 
     def snap(self, xz) -> np.ndarray:
         """Centre of the nearest navigable cell (the cell's own centre if navigable)."""
@@ -140,7 +152,7 @@ class NavGrid:
         if len(g) == 0:
             raise ValueError("geodesic distance needs at least one goal point")
         cells = self.cells_of(g)
-        inside = (cells[:, 0] >= 0) & (cells[:, 0] < self.shape[0]) & (cells[:, 1] >= 0) & (cells[:, 1] < self.shape[1])
+        inside = self._inside_cells(cells)
         ok = inside.copy()
         ok[inside] = self.navigable[cells[inside, 0], cells[inside, 1]]
         for k in np.flatnonzero(~ok):  # rare: goals off the navigable area snap to the nearest cell
@@ -169,10 +181,12 @@ class NavGrid:
         """Shortest floor distance from a_xz to the nearest goal (xz point or (K, 2) points);
         inf if unreachable. a_xz off the navigable area is snapped to the nearest navigable cell."""
         dist, _ = self.distance_field(goals)
-        iz, ix = self._start_cell(a_xz)
-        return float(dist[iz, ix])
+        return float(dist[self.start_cell(a_xz)])
 
-    def _start_cell(self, a_xz) -> tuple[int, int]:
+    def start_cell(self, a_xz) -> tuple[int, int]:
+        """The cell an agent at a_xz stands on for geodesics: its own cell if navigable, else the
+        nearest navigable one. With a `distance_field` kept by the caller, `field[start_cell(p)]`
+        is `geodesic_distance(p, goals)` without re-deriving the goal cells (hot paths)."""
         iz, ix = self.cell_of(a_xz)
         if not (self._inside(iz, ix) and self.navigable[iz, ix]):
             iz, ix = self.cell_of(self.snap(a_xz))
@@ -182,7 +196,7 @@ class NavGrid:
         """(K, 2) xz waypoints from a_xz to the nearest goal cell centre (empty if unreachable).
         With simplify, intermediate cells are dropped while the straight segment stays navigable."""
         dist, pred = self.distance_field(goals)
-        iz, ix = self._start_cell(a_xz)
+        iz, ix = self.start_cell(a_xz)
         if not np.isfinite(dist[iz, ix]):
             return np.zeros((0, 2))
         node = iz * self.shape[1] + ix

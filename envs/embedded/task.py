@@ -93,7 +93,7 @@ def make_episode(
     best, best_d = None, -1.0
     for _ in range(64):
         p = g.sample_navigable(rng)
-        d = float(field[g._start_cell(p)])
+        d = float(field[g.start_cell(p)])
         if np.isfinite(d) and d > best_d:
             best, best_d = p, d
         if best_d >= MIN_START_DISTANCE:
@@ -157,7 +157,7 @@ class ObjectNavMeasures:
         self._m.extra["geodesic_start_distance"] = float(self._d0)
 
     def _distance(self, xz: np.ndarray) -> float:
-        iz, ix = self._grid._start_cell(xz)
+        iz, ix = self._grid.start_cell(xz)
         return float(self._field[iz, ix])
 
     def update(self, action: Action | int, world: "EmbeddedWorld", collided: bool = False) -> None:
