@@ -40,6 +40,9 @@ RENDER_GROUP = 5  # merged static meshes: the RGB-D pass (hidden in MuJoCo's def
 SEG_GROUP = 4  # one merged mesh per instance: the segmentation pass (hidden by default too)
 PALETTE = "objpal"  # furniture colours, 4x4 texels each, sampled at block centres (exact colour)
 _PAL_BLOCK = 4
+# (specular, shininess): textured structure (walls, floors) is matte; plain-coloured objects shine a little
+TEXTURED_FINISH = (0.05, 0.1)
+PLAIN_FINISH = (0.15, 0.2)
 
 _GEOM = {
     "box": mujoco.mjtGeom.mjGEOM_BOX,
@@ -214,6 +217,18 @@ class _MeshAcc:
             m.userfacetexcoord = faces
 
 
+def _add_material(spec: mujoco.MjSpec, name: str, finish: tuple[float, float], texture: str | None = None,
+                  repeat: float = 1.0, uniform: bool = False) -> None:
+    """One material for the parts and the merged meshes alike. The merged meshes carry final texture
+    coordinates (MuJoCo scales explicit mesh texcoords by texrepeat, and more with texuniform), so
+    their materials repeat once and are not uniform."""
+    m = spec.add_material(name=name)
+    if texture is not None:
+        m.textures[int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = texture
+        m.texrepeat, m.texuniform = [repeat, repeat], uniform
+    m.specular, m.shininess = finish
+
+
 def _add_merged_meshes(spec: mujoco.MjSpec, scene: SceneSpec) -> list[int]:
     """The merged static meshes, in a body of their own added last (MuJoCo numbers geoms body by
     body, so the parts keep geom ids 0..len(parts)-1). Returns the instance id of each new geom:
@@ -249,12 +264,7 @@ def _add_merged_meshes(spec: mujoco.MjSpec, scene: SceneSpec) -> list[int]:
         if mat is None:
             add_geom(f"rgb_struct{k}", RENDER_GROUP, "plain", (*rgb, 1.0))
         else:
-            # MuJoCo scales explicit mesh texcoords by texrepeat (and more with texuniform): the
-            # merged meshes carry final coordinates, so their material repeats once
-            m = spec.add_material(name=f"{mat}_merged")
-            m.textures[int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = scene.materials[mat][0]
-            m.texrepeat, m.texuniform = [1.0, 1.0], False
-            m.specular, m.shininess = 0.05, 0.1  # as the parts' material (build_model)
+            _add_material(spec, f"{mat}_merged", TEXTURED_FINISH, scene.materials[mat][0])
             add_geom(f"rgb_struct{k}", RENDER_GROUP, f"{mat}_merged")
         inst.append(-1)
     if fparts:
@@ -264,10 +274,7 @@ def _add_merged_meshes(spec: mujoco.MjSpec, scene: SceneSpec) -> list[int]:
             pal[:, i * b : (i + 1) * b] = c
         t = spec.add_texture(name=PALETTE, type=mujoco.mjtTexture.mjTEXTURE_2D, width=pal.shape[1], height=b, nchannel=3)
         t.data = pal.tobytes()
-        m = spec.add_material(name=PALETTE)
-        m.textures[int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = PALETTE
-        m.texrepeat, m.texuniform = [1.0, 1.0], False
-        m.specular, m.shininess = 0.15, 0.2  # as "plain"
+        _add_material(spec, PALETTE, PLAIN_FINISH, PALETTE)
         for (v, n, f, _), i in fparts:
             # a constant coordinate between 4 texels of one colour: bilinear filtering returns it
             # exactly, and zero derivatives keep mipmapping on level 0
@@ -322,15 +329,8 @@ def build_model(scene: SceneSpec, cfg: WorldConfig) -> tuple["mujoco.MjModel", n
         t = spec.add_texture(name=name, type=mujoco.mjtTexture.mjTEXTURE_2D, width=w, height=h, nchannel=3)
         t.data = np.ascontiguousarray(tex, dtype=np.uint8).tobytes()
     for name, (tex, rep) in scene.materials.items():
-        m = spec.add_material(name=name)
-        m.textures[int(mujoco.mjtTextureRole.mjTEXROLE_RGB)] = tex
-        m.texrepeat = [rep, rep]
-        m.texuniform = True
-        m.specular = 0.05
-        m.shininess = 0.1
-    plain = spec.add_material(name="plain")  # objects: rgba from the geom, low specular
-    plain.specular = 0.15
-    plain.shininess = 0.2
+        _add_material(spec, name, TEXTURED_FINISH, tex, repeat=rep, uniform=True)
+    _add_material(spec, "plain", PLAIN_FINISH)  # objects: rgba from the geom, low specular
     inst: list[int] = []
     bodies = {o.instance_id: wb.add_body(name=f"obj{o.instance_id}") for o in scene.objects}
     for p in scene.parts:
