@@ -162,11 +162,16 @@ class ImaginationPipeline(DiffusionPipeline):
             raise ValueError("context has no frames: pass at least the current view")
         m = max_context_frames or self.settings.max_context_frames
         keep = pick_context(len(context.frames), m)
-        frames = resize_frames(context.frames[keep], self.settings.height, self.settings.width)
+        return self.encode_frames(context.frames[keep], as_context=True), context.indices[keep]
+
+    @torch.no_grad()
+    def encode_frames(self, frames: np.ndarray, as_context: bool = False) -> torch.Tensor:
+        """uint8 (N, H, W, 3) frames of any size → normalised latents (1, C, F', h, w) on the
+        pipeline's device: resized to the model resolution (INTER_AREA), then encoded frame by frame
+        (`as_context`) or as one target clip."""
+        frames = resize_frames(frames, self.settings.height, self.settings.width)
         x = frames_to_tensor(frames).permute(1, 0, 2, 3)[None].to(self.device)  # 1, 3, N, H, W
-        with torch.no_grad():
-            lat = self.codec.encode_context(x)
-        return lat, context.indices[keep]
+        return self.codec.encode_context(x) if as_context else self.codec.encode_target(x)
 
     # ---- sampling core
     @torch.no_grad()

@@ -18,8 +18,7 @@ import torch
 
 from envs.config import parse_key_values
 from models.clipstore import ClipDataset
-from models.codecs import frames_to_tensor
-from models.conditioning import resize_frames, rope_positions
+from models.conditioning import rope_positions
 from models.pipeline import ImaginationPipeline, load_default_pipeline
 from models.types import VideoContext
 
@@ -37,11 +36,15 @@ class ProbeConfig:
         if self.clips < 1:
             raise ValueError("clips must be >= 1")
         try:
-            values = [float(s) for s in self.sigmas.split(",")]
+            values = self.sigma_values
         except ValueError:
             raise ValueError(f"sigmas must be comma-separated numbers in (0, 1], got {self.sigmas!r}") from None
         if not all(0.0 < s <= 1.0 for s in values):
             raise ValueError(f"sigmas must be in (0, 1], got {self.sigmas!r}")
+
+    @property
+    def sigma_values(self) -> list[float]:
+        return [float(s) for s in self.sigmas.split(",")]
 
 
 @torch.no_grad()
@@ -52,9 +55,7 @@ def probe(pipe: ImaginationPipeline, dataset: ClipDataset, clips: int, sigmas: l
     for i in range(min(clips, len(dataset))):
         clip = dataset[i]
         ctx, ctx_idx = pipe.prepare_context(VideoContext(clip.context_frames, clip.context_indices))
-        tgt = frames_to_tensor(resize_frames(clip.target_frames, s.height, s.width)).permute(1, 0, 2, 3)[None]
-        x0 = pipe.codec.encode_target(tgt.to(pipe.device))
-        ctx = ctx.to(x0)
+        x0 = pipe.encode_frames(clip.target_frames)
         cp, tp = rope_positions(ctx_idx, x0.shape[2], pipe.codec.temporal_factor, s.rope_gap)
         positions = torch.from_numpy(np.concatenate([cp, tp]))
         text = pipe.text_encoder.encode([clip.instruction]).to(x0)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = probe(pipe, dataset, cfg.clips, [float(x) for x in cfg.sigmas.split(",")])
+    out = probe(pipe, dataset, cfg.clips, cfg.sigma_values)
     out.update(checkpoint=cfg.checkpoint or "default", clips=min(cfg.clips, len(dataset)))
     print(json.dumps(out), flush=True)
     return 0

@@ -31,10 +31,9 @@ from safetensors.torch import load_file, save_file
 
 from envs.config import parse_key_values
 from models.clipstore import ClipDataset
-from models.codecs import TinyAutoencoder, frames_to_tensor
+from models.codecs import TinyAutoencoder
 from models.conditioning import (
     relative_to_first,
-    resize_frames,
     rope_positions,
     sample_context_groups,
 )
@@ -217,11 +216,8 @@ class ClipEncoder:
         if len(clip.target_frames) != s.num_frames:
             raise ValueError(f"clip {idx} has {len(clip.target_frames)} target frames but the model makes "
                              f"{s.num_frames}: write clips of one length (or init a model for that length)")
-        dev = pipe.device
-        ctx = frames_to_tensor(resize_frames(clip.context_frames, s.height, s.width)).permute(1, 0, 2, 3)[None]
-        tgt = frames_to_tensor(resize_frames(clip.target_frames, s.height, s.width)).permute(1, 0, 2, 3)[None]
-        ctx_lat = pipe.codec.encode_context(ctx.to(dev))[0].half().cpu()
-        tgt_lat = pipe.codec.encode_target(tgt.to(dev))[0].half().cpu()
+        ctx_lat = pipe.encode_frames(clip.context_frames, as_context=True)[0].half().cpu()
+        tgt_lat = pipe.encode_frames(clip.target_frames)[0].half().cpu()
         camera = None
         prompt = clip.instruction
         if clip.mode == "navigation":
