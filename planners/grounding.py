@@ -46,7 +46,6 @@ NEAR_YAW = np.deg2rad(20.0)
 NO_BOX = "no confident red box"  # the rejection that planner.no_box=path may still act on
 
 
-
 def instruction_for(episode: Episode, obs: Observation) -> str:
     """The paper's template; the observation's own instruction wins when the backend sets one."""
     if obs.instruction:

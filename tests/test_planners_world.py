@@ -117,12 +117,10 @@ class TurningImagination:
         self.env = env
 
     def ground(self, context, instruction, num_samples=1, seed=0):
-        from envs.geometry import apply_relative
+        from envs.geometry import apply_relative, pose_to_matrix
 
         start = self.env.agent_pose
         poses = [apply_relative(start, np.zeros(3), np.array([np.radians(10.0 * k), 0.0, 0.0])) for k in range(8)]
-        from envs.geometry import pose_to_matrix
-
         frames = np.stack([self.env.render_at(p, semantic=False).rgb for p in poses])
         rel = np.stack([np.linalg.inv(pose_to_matrix(start)) @ pose_to_matrix(p) for p in poses])  # what readback=true uses
         return ImaginedVideo(frames=np.repeat(frames[None], num_samples, axis=0), mode="grounding",
