@@ -1,5 +1,7 @@
-"""`python -m v4s_agent.bench generate [key=value ...]`: seconds per grounding rollout, with and without
-the context cache, on CPU (DESIGN.md command contract; the dispatcher prints the JSON line).
+"""Model benchmarks (DESIGN.md command contract; the dispatcher prints the JSON line).
+
+`python -m v4s_agent.bench generate [key=value ...]`: seconds per grounding rollout, with and without
+the context cache, on CPU.
 
 Defaults: 16 target frames at the model resolution (64²), 16 context frames (agent camera 128², resized
 inside the pipeline as in the agent loop), 10 steps, joint CFG (batch 2). Uses the shipped tiny
@@ -8,6 +10,7 @@ checkpoint when present, else a randomly initialised tiny config (same cost). Ru
 """
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 import time
@@ -16,17 +19,23 @@ import numpy as np
 import torch
 
 KEYS = ("frames", "context_frames", "steps", "repeats", "threads", "seed", "guidance_scale", "checkpoint")
+TRAIN_KEYS = ("data", "sizes", "batch_size", "repeats", "threads", "seed")
 
 
-def bench_generate(argv: list[str]) -> dict:
+def _options(argv: list[str], keys: tuple[str, ...]) -> dict[str, str]:
     opts: dict[str, str] = {}
     for a in argv:
         if "=" not in a:
-            raise ValueError(f"argument {a!r} is not key=value; known keys: {KEYS}")
+            raise ValueError(f"argument {a!r} is not key=value; known keys: {keys}")
         k, v = a.split("=", 1)
-        if k not in KEYS:
-            raise ValueError(f"unknown option {k!r}; known keys: {KEYS}")
+        if k not in keys:
+            raise ValueError(f"unknown option {k!r}; known keys: {keys}")
         opts[k] = v
+    return opts
+
+
+def bench_generate(argv: list[str]) -> dict:
+    opts = _options(argv, KEYS)
     frames = int(opts.get("frames", 16))
     n_ctx = int(opts.get("context_frames", 16))
     steps = int(opts.get("steps", 10))
@@ -88,3 +97,74 @@ def bench_generate(argv: list[str]) -> dict:
             "load_average_1min": round(__import__("os").getloadavg()[0], 2), "frames": frames, "context_frames": n_ctx, "steps": steps,
             "guidance_scale": gs, "threads": torch.get_num_threads(), "repeats": repeats, "model": source,
             "context_attention": pipe.transformer.config.context_attention}
+
+
+def parse_size(spec: str) -> dict[str, int]:
+    """"L2H3F512" → 2 layers, 3 heads (× 64 = hidden 192), ffn 512: the trainer's size options."""
+    m = re.fullmatch(r"L(\d+)H(\d+)F(\d+)", spec.strip().upper())
+    if not m:
+        raise ValueError(f"size {spec!r} is not LxHyFz (layers, heads of 64, ffn width), e.g. L2H3F512")
+    return dict(zip(("num_layers", "num_attention_heads", "ffn_dim"), map(int, m.groups())))
+
+
+def bench_train(argv: list[str]) -> dict:
+    """`python -m v4s_agent.bench train data=DIR sizes=L2H3F512,L4H3F576 [batch_size=4 repeats=5]`:
+    per transformer size, the parameters, the FLOPs of one training sample (forward + backward, counted
+    by torch's FlopCounterMode on a real batch of clips from DIR) and the CPU training rate (forward,
+    backward, AdamW), timed interleaved across sizes so load changes hit all of them. This is the
+    measured input for compute estimates: samples needed × FLOPs per sample = training FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models.clipstore import ClipDataset
+    from models.codecs import TinyAutoencoder
+    from models.pipeline import ImaginationConfig, build_pipeline, shared_minilm, tiny_transformer_config
+    from models.train import ClipEncoder, TrainConfig, _shift, flow_loss, make_batch
+
+    opts = _options(argv, TRAIN_KEYS)
+    if "data" not in opts:
+        raise ValueError("data=DIR is required (clip shards, e.g. runs/data/val written by models.data)")
+    sizes = [parse_size(s) for s in opts.get("sizes", "L2H3F512,L4H3F576").split(",")]
+    bs, repeats, seed = int(opts.get("batch_size", 4)), int(opts.get("repeats", 5)), int(opts.get("seed", 0))
+    torch.set_num_threads(int(opts.get("threads", 1)))
+    cfg = TrainConfig(data=opts["data"], out="-", batch_size=bs, seed=seed)
+    dataset = ClipDataset(cfg.data)
+    clip0 = dataset[0]
+    settings = ImaginationConfig(num_frames=len(clip0.target_frames),  # as models.train.init_pipeline
+                                 num_box_frames=clip0.num_box_frames if clip0.mode == "grounding" else 4)
+    torch.manual_seed(seed)
+    codec = TinyAutoencoder()  # FLOPs and speed of the transformer do not depend on the codec's weights
+    runs = []
+    for size in sizes:
+        pipe = build_pipeline(tiny_transformer_config(**size), codec, shared_minilm(), settings, seed=seed)
+        model = pipe.transformer.train()
+        rng = np.random.default_rng(seed)
+        batch = make_batch(pipe, ClipEncoder(pipe, dataset), list(range(min(bs, len(dataset)))), cfg, rng)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        runs.append((size, pipe, model, batch, opt))
+
+    def step(model, batch, opt) -> None:
+        loss = flow_loss(model, batch, torch.Generator().manual_seed(seed), _shift(pipe), "cpu")
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    results = []
+    for size, pipe, model, batch, opt in runs:
+        with FlopCounterMode(display=False) as counter:
+            step(model, batch, opt)  # also the warm-up
+        results.append({"size": "L{num_layers}H{num_attention_heads}F{ffn_dim}".format(**size),
+                        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+                        "gflops_per_sample": round(counter.get_total_flops() / len(batch["x0"]) / 1e9, 3),
+                        "seconds": []})
+    for _ in range(repeats):
+        for r, (_, pipe, model, batch, opt) in zip(results, runs):
+            t = time.perf_counter()
+            step(model, batch, opt)
+            r["seconds"].append(time.perf_counter() - t)
+    for r in results:
+        sec = statistics.median(r.pop("seconds"))
+        r["samples_per_s"] = round(bs / sec, 3)
+        r["gflops_per_s"] = round(r["gflops_per_sample"] * bs / sec, 2)
+        r["flops_vs_first"] = round(r["gflops_per_sample"] / results[0]["gflops_per_sample"], 3)
+    return {"sizes": results, "batch_size": bs, "repeats": repeats, "threads": torch.get_num_threads(),
+            "frames": settings.num_frames, "resolution": settings.height, "data": cfg.data}

@@ -67,6 +67,7 @@ class TrainConfig:
     # tiny init only: transformer size overrides (0 = the tiny default in models.pipeline.tiny_transformer_config)
     num_layers: int = 0
     ffn_dim: int = 0
+    num_attention_heads: int = 0  # width = heads × 64
     grad_clip: float = 1.0
     seed: int = 0
     init: str = "tiny"  # "tiny" | ImaginationPipeline folder | diffusers Wan folder
@@ -101,8 +102,8 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be >= 1")
         if self.lr_decay_to and not 0 <= self.lr_decay_from < self.lr_decay_to:
             raise ValueError(f"lr cooldown needs 0 <= lr_decay_from < lr_decay_to, got {self.lr_decay_from}, {self.lr_decay_to}")
-        if self.num_layers < 0 or self.ffn_dim < 0:
-            raise ValueError("num_layers and ffn_dim must be >= 0 (0 = the tiny default)")
+        if min(self.num_layers, self.ffn_dim, self.num_attention_heads) < 0:
+            raise ValueError("num_layers, ffn_dim and num_attention_heads must be >= 0 (0 = the tiny default)")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         if self.mode not in (None, "grounding", "navigation"):
@@ -147,7 +148,7 @@ def init_pipeline(cfg: TrainConfig, first_clip: Clip) -> ImaginationPipeline:
         box = first_clip.num_box_frames if first_clip.mode == "grounding" else 4
         settings = ImaginationConfig(num_frames=len(first_clip.target_frames), num_box_frames=box,
                                      max_context_frames=cfg.max_context_frames)
-        sizes = {k: v for k, v in (("num_layers", cfg.num_layers), ("ffn_dim", cfg.ffn_dim)) if v}
+        sizes = {k: getattr(cfg, k) for k in ("num_layers", "ffn_dim", "num_attention_heads") if getattr(cfg, k)}
         return build_pipeline(tiny_transformer_config(**sizes), codec, shared_minilm(), settings, seed=cfg.seed)
     return ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
 

@@ -15,3 +15,23 @@ def test_bench_generate_reports_contract_keys():
     assert r["cache_speedup"] == pytest.approx(r["seconds_per_rollout_no_cache"] / r["seconds_per_rollout"], rel=1e-2)
     with pytest.raises(ValueError, match="unknown option"):
         bench_generate(["stepz=2"])
+
+
+def test_bench_train_counts_flops_per_size(tmp_path):
+    from models.bench import bench_train, parse_size
+    from models.clipstore import write_shard
+    from models.testing import make_clips
+
+    write_shard(make_clips(2, num_frames=6, num_box_frames=2, num_context=4), tmp_path / "s0")
+    r = bench_train([f"data={tmp_path}", "sizes=L1H2F128,L2H2F128", "batch_size=2", "repeats=1"])
+    one, two = r["sizes"]
+    assert (one["size"], two["size"]) == ("L1H2F128", "L2H2F128")
+    assert two["params_m"] > one["params_m"] > 0
+    # twice the blocks: nearly twice the FLOPs (embeddings and the output head are shared costs)
+    assert 1.5 < two["flops_vs_first"] < 2.0 and one["flops_vs_first"] == 1.0
+    assert one["samples_per_s"] > 0 and two["gflops_per_s"] > 0
+    assert parse_size("l4h6f1152") == {"num_layers": 4, "num_attention_heads": 6, "ffn_dim": 1152}
+    with pytest.raises(ValueError, match="LxHyFz"):
+        parse_size("4x6x1152")
+    with pytest.raises(ValueError, match="data=DIR is required"):
+        bench_train(["sizes=L1H2F128"])

@@ -1,4 +1,4 @@
-"""Benchmarks (`python -m v4s_agent.bench sim|generate [key=value ...]`).
+"""Benchmarks (`python -m v4s_agent.bench sim|generate|train [key=value ...]`).
 
 Each prints progress on stderr and ends with ONE JSON line on stdout (DESIGN.md command contract).
 Speed targets live here, never in timed tests: ratios are measured side by side in one run.
@@ -12,6 +12,7 @@ import sys
 BENCHES = {
     "sim": "envs.embedded.bench:bench_sim",
     "generate": "models.bench:bench_generate",
+    "train": "models.bench:bench_train",
 }
 
 
