@@ -49,7 +49,7 @@ class Pose:
         return np.array([*self.position, self.yaw, self.pitch], dtype=np.float32)
 
     @staticmethod
-    def from_array(a: np.ndarray) -> "Pose":
+    def from_array(a: np.ndarray) -> Pose:
         a = np.asarray(a, dtype=np.float64).reshape(-1)
         return Pose((float(a[0]), float(a[1]), float(a[2])), float(a[3]), float(a[4]) if a.size > 4 else 0.0)
 
@@ -112,7 +112,7 @@ class Box2D:
     def area(self) -> float:
         return max(0.0, self.width) * max(0.0, self.height)
 
-    def iou(self, other: "Box2D") -> float:
+    def iou(self, other: Box2D) -> float:
         ix = max(0.0, min(self.x1, other.x1) - max(self.x0, other.x0))
         iy = max(0.0, min(self.y1, other.y1) - max(self.y0, other.y0))
         inter = ix * iy

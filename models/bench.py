@@ -140,16 +140,17 @@ def bench_train(argv: list[str]) -> dict:
         rng = np.random.default_rng(seed)
         batch = make_batch(pipe, ClipEncoder(pipe, dataset), list(range(min(bs, len(dataset)))), cfg, rng)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        runs.append((size, pipe, model, batch, opt))
+        runs.append((size, model, batch, opt))
+    shift = _shift(pipe)  # the scheduler's, the same for every size
 
     def step(model, batch, opt) -> None:
-        loss = flow_loss(model, batch, torch.Generator().manual_seed(seed), _shift(pipe), "cpu")
+        loss = flow_loss(model, batch, torch.Generator().manual_seed(seed), shift, "cpu")
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     results = []
-    for size, pipe, model, batch, opt in runs:
+    for size, model, batch, opt in runs:
         with FlopCounterMode(display=False) as counter:
             step(model, batch, opt)  # also the warm-up
         results.append({"size": "L{num_layers}H{num_attention_heads}F{ffn_dim}".format(**size),
@@ -157,7 +158,7 @@ def bench_train(argv: list[str]) -> dict:
                         "gflops_per_sample": round(counter.get_total_flops() / len(batch["x0"]) / 1e9, 3),
                         "seconds": []})
     for _ in range(repeats):
-        for r, (_, pipe, model, batch, opt) in zip(results, runs):
+        for r, (_, model, batch, opt) in zip(results, runs):
             t = time.perf_counter()
             step(model, batch, opt)
             r["seconds"].append(time.perf_counter() - t)

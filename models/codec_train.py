@@ -26,7 +26,14 @@ import numpy as np
 import torch
 
 from envs.config import parse_key_values
-from models.codecs import TinyAutoencoder, frames_to_tensor, measure_psnr, synthetic_frames, tensor_to_frames, train_tiny_codec
+from models.codecs import (
+    TinyAutoencoder,
+    frames_to_tensor,
+    measure_psnr,
+    synthetic_frames,
+    tensor_to_frames,
+    train_tiny_codec,
+)
 from models.conditioning import resize_frames
 from models.pipeline import TINY_CODEC_CHECKPOINT
 from models.types import draw_red_box

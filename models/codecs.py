@@ -13,6 +13,7 @@ code is repeated in both halves of the pair; Wan's causal VAE encodes a lone fra
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -298,7 +299,7 @@ class WanVAECodec(nn.Module, LatentCodec):
         self.register_buffer("_std", std, persistent=False)
 
     @classmethod
-    def from_pretrained(cls, path: str, subfolder: str | None = "vae", **kwargs) -> "WanVAECodec":
+    def from_pretrained(cls, path: str, subfolder: str | None = "vae", **kwargs) -> WanVAECodec:
         from diffusers import AutoencoderKLWan
 
         if subfolder:

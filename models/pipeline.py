@@ -26,7 +26,14 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
 from models.codecs import LatentCodec, TinyAutoencoder, WanVAECodec, frames_to_tensor, tensor_to_frames
-from models.conditioning import pick_context, plucker_latent, relative_to_first, resize_frames, rope_positions, waypoints_to_c2w
+from models.conditioning import (
+    pick_context,
+    plucker_latent,
+    relative_to_first,
+    resize_frames,
+    rope_positions,
+    waypoints_to_c2w,
+)
 from models.text_encoders import MiniLMTextEncoder, TextEncoder, UMT5TextEncoder, load_text_encoder
 from models.transformer import V4STransformer, wan22_ti2v_5b_config
 from models.types import ImaginedVideo, VideoContext
@@ -67,7 +74,7 @@ class ImaginationConfig:
             raise ValueError(f"text_encoder must be 'minilm' or 'umt5', got {self.text_encoder!r}")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ImaginationConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ImaginationConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -306,7 +313,7 @@ class ImaginationPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
-                        torch_dtype: torch.dtype | None = None, **overrides: Any) -> "ImaginationPipeline":
+                        torch_dtype: torch.dtype | None = None, **overrides: Any) -> ImaginationPipeline:
         """Load a folder written by save_pretrained, or a stock diffusers Wan2.2 folder (then `overrides`
         set ImaginationConfig fields). On CPU weights are cast to float32 unless torch_dtype says otherwise."""
         path = Path(pretrained_model_name_or_path)
@@ -338,7 +345,7 @@ class ImaginationPipeline(DiffusionPipeline):
         return pipe.to(device)
 
     @classmethod
-    def _from_wan_folder(cls, path: Path, index: dict, device, dtype, overrides: dict) -> "ImaginationPipeline":
+    def _from_wan_folder(cls, path: Path, index: dict, device, dtype, overrides: dict) -> ImaginationPipeline:
         """A stock diffusers Wan folder (transformer/, vae/, text_encoder/, tokenizer/, scheduler/):
         the transformer gets the zero-initialised camera layer; paper defaults for the settings."""
         missing = [d for d in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler") if not (path / d).is_dir()]

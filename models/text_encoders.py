@@ -107,7 +107,7 @@ class UMT5TextEncoder(TextEncoder):
     @classmethod
     def from_pretrained(cls, path: str | Path, max_length: int = 512, torch_dtype: torch.dtype | None = None,
                         text_encoder_subfolder: str = "text_encoder", tokenizer_subfolder: str = "tokenizer"
-                        ) -> "UMT5TextEncoder":
+                        ) -> UMT5TextEncoder:
         from transformers import AutoTokenizer, UMT5EncoderModel
 
         path = Path(path)

@@ -120,7 +120,7 @@ class V4STransformer(WanTransformer3DModel):
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_wan(cls, path: str, subfolder: str | None = "transformer", **overrides: Any) -> "V4STransformer":
+    def from_wan(cls, path: str, subfolder: str | None = "transformer", **overrides: Any) -> V4STransformer:
         """Load a stock diffusers Wan transformer folder, adding the (zero-initialised) V4S layers.
 
         diffusers leaves weights missing from the checkpoint on the meta device (low_cpu_mem_usage),

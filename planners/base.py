@@ -68,16 +68,16 @@ class Plan:
 class Planner(Protocol):
     name: str
 
-    def reset(self, episode: Episode, obs: Observation, memory: "Memory") -> None: ...
+    def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None: ...
 
-    def plan(self, obs: Observation, memory: "Memory") -> Plan: ...
+    def plan(self, obs: Observation, memory: Memory) -> Plan: ...
 
 
 # ---------------------------------------------------------------------------------- helpers
 class Timer:
     """`with Timer() as t: ...; t.seconds` — wall time of one plan."""
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.t0 = time.perf_counter()
         self.seconds = 0.0
         return self

@@ -26,9 +26,9 @@ from planners.base import (
     Timer,
     approach_box_actions,
     check_video,
+    free_prefix,
     motion_of,
     path_actions,
-    free_prefix,
     path_length_xz,
     scale_box,
     should_stop,
@@ -76,7 +76,7 @@ def waypoints_to_rel(w: np.ndarray) -> np.ndarray:
 class CEMPlanner:
     name = "cem"
 
-    def __init__(self, cfg: "CEMPlannerConfig", env: NavEnv, imagination: Imagination, seed: int = 0) -> None:
+    def __init__(self, cfg: CEMPlannerConfig, env: NavEnv, imagination: Imagination, seed: int = 0) -> None:
         self.cfg = cfg
         self.env = env
         self.imagination = imagination
@@ -88,12 +88,12 @@ class CEMPlanner:
         self._plans = 0
         self._failures = 0
 
-    def reset(self, episode: Episode, obs: Observation, memory: "Memory") -> None:
+    def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
         self._instruction = instruction_for(episode, obs)
         self._plans = 0
         self._failures = 0
 
-    def plan(self, obs: Observation, memory: "Memory") -> Plan:
+    def plan(self, obs: Observation, memory: Memory) -> Plan:
         plan = Plan(imagined=True)
         with Timer() as t:
             self._plan_into(plan, obs, memory)
@@ -110,7 +110,7 @@ class CEMPlanner:
         else:
             plan.note = f"{why}; replanning with a new seed"
 
-    def _plan_into(self, plan: Plan, obs: Observation, memory: "Memory") -> None:
+    def _plan_into(self, plan: Plan, obs: Observation, memory: Memory) -> None:
         from planners.readback.box import detect_red_box
 
         img, cfg = self.imagination, self.cfg

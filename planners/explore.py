@@ -38,7 +38,7 @@ def column_clearance(depth: np.ndarray, u_centre: float, half_width: int) -> flo
 class ExplorePlanner:
     name = "explore"
 
-    def __init__(self, cfg: "ExplorePlannerConfig", env: NavEnv, seed: int = 0) -> None:
+    def __init__(self, cfg: ExplorePlannerConfig, env: NavEnv, seed: int = 0) -> None:
         self.cfg = cfg
         self.env = env
         self.K = intrinsics_of(env)
@@ -53,7 +53,7 @@ class ExplorePlanner:
         self._warned_no_semantic = False
         self._last: tuple[tuple[float, float, float] | None, list[Action]] = (None, [])
 
-    def reset(self, episode: Episode, obs: Observation, memory: "Memory") -> None:
+    def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
         self._targets = tuple(episode.target_instance_ids)
         self._visits.clear()
         self._pending = []
@@ -68,7 +68,7 @@ class ExplorePlanner:
     def _seen_box(self, obs: Observation) -> Box2D | None:
         return semantic_box(obs.semantic, self._targets)
 
-    def plan(self, obs: Observation, memory: "Memory") -> Plan:
+    def plan(self, obs: Observation, memory: Memory) -> Plan:
         plan = Plan(imagined=False)
         with Timer() as t:
             plan.actions, plan.note = self._decide(obs)

@@ -19,16 +19,16 @@ import numpy as np
 from envs.base import NavEnv, intrinsics_of
 from envs.geometry import intrinsics_from_hfov, matrix_to_pose
 from envs.types import Action, Episode, Observation, Pose
-from models.types import ImaginedVideo, Imagination, grounding_instruction
+from models.types import Imagination, ImaginedVideo, grounding_instruction
 from planners.base import (
     Plan,
     SampleDebug,
     Timer,
     approach_box_actions,
     check_video,
+    free_prefix,
     motion_of,
     path_actions,
-    free_prefix,
     path_length_xz,
     scale_box,
     should_stop,
@@ -93,7 +93,7 @@ class GroundingPlanner:
 
     name = "grounding"
 
-    def __init__(self, cfg: "GroundingPlannerConfig", env: NavEnv, imagination: Imagination, seed: int = 0) -> None:
+    def __init__(self, cfg: GroundingPlannerConfig, env: NavEnv, imagination: Imagination, seed: int = 0) -> None:
         self.cfg = cfg
         self.env = env
         self.imagination = imagination
@@ -106,14 +106,14 @@ class GroundingPlanner:
         self._plans = 0
         self._failures = 0
 
-    def reset(self, episode: Episode, obs: Observation, memory: "Memory") -> None:
+    def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
         self._episode = episode
         self._instruction = instruction_for(episode, obs)
         self._plans = 0
         self._failures = 0
 
     # ------------------------------------------------------------------------------- plan
-    def _imagine(self, memory: "Memory") -> tuple[ImaginedVideo | None, str]:
+    def _imagine(self, memory: Memory) -> tuple[ImaginedVideo | None, str]:
         img = self.imagination
         n_ctx = min(self.cfg.context_frames, memory.cfg.max_context)
         ctx = memory.select_context(n_ctx, size=(img.height, img.width))
@@ -171,7 +171,7 @@ class GroundingPlanner:
         log.info(plan.note)
         return plan
 
-    def plan(self, obs: Observation, memory: "Memory") -> Plan:
+    def plan(self, obs: Observation, memory: Memory) -> Plan:
         plan = Plan(imagined=True)
         with Timer() as t:
             self._plan_into(plan, obs, memory)
@@ -179,7 +179,7 @@ class GroundingPlanner:
         self._plans += 1
         return plan
 
-    def _plan_into(self, plan: Plan, obs: Observation, memory: "Memory") -> None:
+    def _plan_into(self, plan: Plan, obs: Observation, memory: Memory) -> None:
         video, why = self._imagine(memory)
         if video is None:
             self._fallback(plan, why)

@@ -22,6 +22,7 @@ from models.types import ImaginedVideo, VideoContext, draw_red_box
 from planners.base import PlannerError
 from planners.grounding import GroundingPlanner
 
+
 class OracleImagination:
     """Simulator renders in place of generated videos (same protocol as the diffusion pipeline)."""
 

@@ -32,7 +32,7 @@ def resample_waypoints(rows: np.ndarray, n: int) -> np.ndarray:
 class PoseFollowingPlanner:
     name = "pose_following"
 
-    def __init__(self, cfg: "PoseFollowingPlannerConfig", env: NavEnv, imagination: Imagination | None = None, seed: int = 0) -> None:
+    def __init__(self, cfg: PoseFollowingPlannerConfig, env: NavEnv, imagination: Imagination | None = None, seed: int = 0) -> None:
         if not cfg.waypoints:
             raise ValueError("planner.waypoints is empty; give rows (dx, dy, dz, dyaw, dpitch, droll) in conf/planner/pose_following.yaml")
         self.cfg = cfg
@@ -43,12 +43,12 @@ class PoseFollowingPlanner:
         self._goals: list[Pose] = []
         self._plans = 0
 
-    def reset(self, episode: Episode, obs: Observation, memory: "Memory") -> None:
+    def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
         start = start_pose(obs)
         self._goals = [apply_relative(start, np.asarray(w[:3]), np.asarray(w[3:])) for w in self.cfg.waypoints]
         self._plans = 0
 
-    def plan(self, obs: Observation, memory: "Memory") -> Plan:
+    def plan(self, obs: Observation, memory: Memory) -> Plan:
         plan = Plan()
         with Timer() as t:
             cur = start_pose(obs)

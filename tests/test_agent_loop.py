@@ -36,9 +36,9 @@ def small_cfg(tmp_path, episodes=2, max_steps=10) -> RunConfig:
 
 
 def test_planner_exception_becomes_a_turn(tmp_path):
+    from envs.embedded.config import WorldConfig
     from envs.embedded.task import make_episodes
     from envs.embedded.world import make_embedded_env
-    from envs.embedded.config import WorldConfig
 
     class Flaky:
         name = "flaky"

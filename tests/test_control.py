@@ -13,8 +13,15 @@ from envs.embedded.world import EmbeddedWorld
 from envs.geometry import wrap_angle
 from envs.splits import split_seeds
 from envs.types import Action, Box2D, Episode, Pose
-from planners.control import (actions_to_velocity, check_path, goto_actions, path_is_free, path_to_actions,
-                              safe_path_actions, target_reached)
+from planners.control import (
+    actions_to_velocity,
+    check_path,
+    goto_actions,
+    path_is_free,
+    path_to_actions,
+    safe_path_actions,
+    target_reached,
+)
 from planners.readback.path import PathEstimate
 from planners.readback.sim_truth import random_truth_clip
 

@@ -18,8 +18,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from envs.geometry import apply_relative, relative_pose  # noqa: E402
 from envs.types import Box2D, Pose  # noqa: E402
-from v4s_agent.qa.actions import (ActionSpace, Motion, Step, compose, fit_program, frame_poses,  # noqa: E402
-                                  max_displacement_index, motion_of, parse_program, perturb, prefix_at, program_text)
+from v4s_agent.qa.actions import (  # noqa: E402
+    ActionSpace,
+    Motion,
+    Step,
+    compose,
+    fit_program,
+    frame_poses,
+    max_displacement_index,
+    motion_of,
+    parse_program,
+    perturb,
+    prefix_at,
+    program_text,
+)
 from v4s_agent.qa.boxes import BoxFilter, normalise  # noqa: E402
 from v4s_agent.qa.validate import ValidatorConfig, record_reasons, validate_file  # noqa: E402
 

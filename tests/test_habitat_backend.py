@@ -67,7 +67,7 @@ class _Quat:
         return Rotation.from_quat([self.x, self.y, self.z, self.w])
 
     @staticmethod
-    def of(r: Rotation) -> "_Quat":
+    def of(r: Rotation) -> _Quat:
         x, y, z, w = r.as_quat()
         return _Quat(w, x, y, z)
 

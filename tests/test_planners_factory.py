@@ -5,7 +5,14 @@ import pytest
 
 from planners.base import PlannerError
 from planners.factory import check_planner_name, make_planner, planner_names
-from v4s_agent.config import CEMPlannerConfig, ConfigError, EnvConfig, GroundingPlannerConfig, ModelConfig, OraclePlannerConfig
+from v4s_agent.config import (
+    CEMPlannerConfig,
+    ConfigError,
+    EnvConfig,
+    GroundingPlannerConfig,
+    ModelConfig,
+    OraclePlannerConfig,
+)
 
 
 def test_registry_lists_all_issue_planners():

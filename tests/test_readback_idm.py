@@ -11,8 +11,16 @@ import torch
 from envs.embedded.config import WorldConfig
 from envs.embedded.world import EmbeddedWorld
 from envs.splits import split_seeds
-from planners.readback.inverse_dynamics import (DEFAULT_WEIGHTS, IDMConfig, InverseDynamics, idm_path, load_default_idm,
-                                                load_idm, save_idm, train_inverse_dynamics)
+from planners.readback.inverse_dynamics import (
+    DEFAULT_WEIGHTS,
+    IDMConfig,
+    InverseDynamics,
+    idm_path,
+    load_default_idm,
+    load_idm,
+    save_idm,
+    train_inverse_dynamics,
+)
 from planners.readback.sim_truth import random_truth_clip
 
 # Bounds with a margin over the shipped checkpoint (`python -m planners.readback.inverse_dynamics

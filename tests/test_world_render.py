@@ -56,7 +56,7 @@ def test_depth_at_centre_equals_distance_to_wall(world):
 
 
 def test_gt_box_contains_projected_centre(world):
-    ep = world.reset(seed=1)
+    world.reset(seed=1)
     iid = world.episode.target_instance_ids[0]
     start = world.agent_pose
     pose = world.centring_pose(iid, (start.position[0], start.position[2]))
@@ -125,7 +125,7 @@ def test_merged_meshes_render_like_the_parts(world):
     rng = np.random.default_rng(0)
     nav = world.navgrid.cell_centres(np.argwhere(world.navgrid.navigable))
     psnr = []
-    for k in range(6):
+    for _ in range(6):
         x, z = nav[rng.integers(len(nav))]
         pose = Pose((float(x), 0.88, float(z)), float(rng.uniform(-math.pi, math.pi)), float(rng.choice([0.0, -0.5])))
         obs = world.render_at(pose, semantic=True)

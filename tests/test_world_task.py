@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from envs.base import NavEnv
 from envs.embedded.errors import NoReachableTargetError
 from envs.embedded.follower import follow
 from envs.embedded.scene import generate_scene
 from envs.embedded.task import make_episode, make_episodes
 from envs.embedded.world import EmbeddedWorld, make_embedded_env
-from envs.base import NavEnv
 from envs.types import Action, Episode
 
 REPO = Path(__file__).resolve().parents[1]

@@ -88,7 +88,7 @@ class ExportConfig:
         return [t.strip() for t in self.tasks.split(",") if t.strip()]
 
     @classmethod
-    def from_args(cls, args: list[str]) -> "ExportConfig":
+    def from_args(cls, args: list[str]) -> ExportConfig:
         kinds = {f.name: f.type for f in fields(cls)}
         kw: dict[str, Any] = {}
         for a in args:

@@ -25,7 +25,7 @@ class Calibration:
     def hfov_deg(self) -> float:
         return math.degrees(2.0 * math.atan(self.width / (2.0 * float(self.K[0, 0]))))
 
-    def scaled(self, width: int, height: int) -> "Calibration":
+    def scaled(self, width: int, height: int) -> Calibration:
         """Intrinsics of the same camera after resizing frames to width x height."""
         sx, sy = width / self.width, height / self.height
         K = self.K.copy()

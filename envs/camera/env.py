@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.base import EpisodeBookkeeping
 from envs.camera.calibration import Calibration, load_calibration
 from envs.camera.config import CameraConfig, coerce_config
 from envs.camera.drivers import Base, make_base, motion_spec
@@ -19,11 +20,10 @@ from envs.camera.errors import BaseCommandError
 from envs.camera.motion import integrate
 from envs.camera.sources import Frame, FrameSource, OpenCVSource, RealSenseSource
 from envs.geometry import intrinsics_from_hfov
-from envs.base import EpisodeBookkeeping
 from envs.types import Action, Episode, EpisodeMetrics, Observation, Pose
 
 
-def make_camera_env(cfg: Any = None) -> "CameraEnv":
+def make_camera_env(cfg: Any = None) -> CameraEnv:
     """Registry factory (`envs.base.make_env("camera", cfg)`); cfg: CameraConfig | dict | DictConfig."""
     return CameraEnv(coerce_config(CameraConfig, cfg, "env=camera"))
 
@@ -170,7 +170,7 @@ class CameraEnv(EpisodeBookkeeping):
             finally:
                 self._source.close()
 
-    def __enter__(self) -> "CameraEnv":
+    def __enter__(self) -> CameraEnv:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.geometry import wrap_angle
 from envs.base import parse_action
+from envs.geometry import wrap_angle
 from envs.habitat.actions import HABITAT_ACTION_NAMES
 from envs.types import Action, Pose
 

@@ -199,9 +199,9 @@ class RealSenseSource:
         try:
             import pyrealsense2 as rs
         except ImportError as e:
-            from envs.errors import BackendUnavailableError
-
             import importlib.util
+
+            from envs.errors import BackendUnavailableError
 
             if importlib.util.find_spec("pyrealsense2") is None:
                 raise BackendUnavailableError("env.source=realsense needs pyrealsense2: `pip install pyrealsense2` "

@@ -62,7 +62,7 @@ class WorldConfig:
             raise bad("max_pitch_deg", "must be in [0, 90) degrees")
 
     @classmethod
-    def from_any(cls, cfg: Any) -> "WorldConfig":
+    def from_any(cls, cfg: Any) -> WorldConfig:
         """WorldConfig | dict | omegaconf DictConfig | None -> WorldConfig; unknown keys are an error.
         `backend` and `scene_seed` may ride along in the Hydra env group; they are not world settings."""
         return coerce_config(cls, cfg, "world config", ignore=("backend", "scene_seed"))

@@ -30,7 +30,6 @@ def ensure_backend() -> str:
             )
         return backend
     # mujoco already imported: its GLContext class was fixed at import time
-    import mujoco
 
     # mujoco imports its GL backend module (mujoco.egl / mujoco.osmesa / mujoco.glfw) at import time
     for name in SUPPORTED:

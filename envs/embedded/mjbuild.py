@@ -289,7 +289,7 @@ def _add_merged_meshes(spec: mujoco.MjSpec, scene: SceneSpec) -> list[int]:
     return inst
 
 
-def build_model(scene: SceneSpec, cfg: WorldConfig) -> tuple["mujoco.MjModel", np.ndarray]:
+def build_model(scene: SceneSpec, cfg: WorldConfig) -> tuple[mujoco.MjModel, np.ndarray]:
     """Compile the scene. Returns (model, geom_instance) where geom_instance[g] is the instance id
     (0 = structure) of model geom g, or -1 for the RGB-D meshes that merge several instances.
     Geoms 0..len(scene.parts)-1 are the parts, in order (group PRIM_GROUP); the merged meshes

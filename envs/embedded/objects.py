@@ -6,8 +6,8 @@ Object-local frame (Habitat convention): x right, y up from the floor, the objec
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

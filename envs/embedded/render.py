@@ -52,7 +52,7 @@ class GLRenderer:
         self._zbuf = np.empty((self.height, self.width), dtype=np.float32)
         self._seg = np.empty((self.height, self.width, 3), dtype=np.uint8)
 
-    def set_model(self, model: "mujoco.MjModel", geom_instance: np.ndarray) -> None:
+    def set_model(self, model: mujoco.MjModel, geom_instance: np.ndarray) -> None:
         self._gl.make_current()
         if self._con is not None:
             self._con.free()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from envs.embedded.categories import CATEGORIES, OBJECTNAV_CATEGORIES
+from envs.embedded.categories import CATEGORIES
 from envs.embedded.config import WorldConfig
 from envs.embedded.objects import Part, build_object
 from envs.embedded.textures import FLOOR_KINDS, WALL_KINDS, make_texture

@@ -33,12 +33,12 @@ def _rng(rng_or_seed) -> np.random.Generator:
     return np.random.default_rng(rng_or_seed)
 
 
-def reachable_targets(assets: "SceneAssets", category: str) -> tuple[int, ...]:
+def reachable_targets(assets: SceneAssets, category: str) -> tuple[int, ...]:
     """Instance ids of `category` with at least one view point in the largest navigable component."""
     return tuple(o.instance_id for o in assets.scene.instances_of(category) if len(assets.reachable_view_points(o.instance_id)))
 
 
-def goal_view_points(assets: "SceneAssets", instance_ids) -> np.ndarray:
+def goal_view_points(assets: SceneAssets, instance_ids) -> np.ndarray:
     vps = [assets.view_points(int(i)) for i in instance_ids]
     vps = [v for v in vps if len(v)]
     return np.concatenate(vps, axis=0) if vps else np.zeros((0, 2))
@@ -49,7 +49,7 @@ def make_episode(
     rng_or_seed,
     category: str | None = None,
     cfg: WorldConfig | dict | None = None,
-    world: "EmbeddedWorld | None" = None,
+    world: EmbeddedWorld | None = None,
 ) -> Episode:
     """One ObjectNav episode in scene `scene_seed`: a reachable target category (random ObjectNav
     category present in the scene unless given) and a start >= 1.5 m (geodesic) away when possible.
@@ -144,7 +144,7 @@ class ObjectNavMeasures:
         self._goals = np.zeros((0, 2))
         self._m = EpisodeMetrics()
 
-    def reset(self, episode: Episode, world: "EmbeddedWorld") -> None:
+    def reset(self, episode: Episode, world: EmbeddedWorld) -> None:
         self._goals = world.goal_view_points(episode)
         g = world.navgrid
         self._grid = g
@@ -160,7 +160,7 @@ class ObjectNavMeasures:
         iz, ix = self._grid.start_cell(xz)
         return float(self._field[iz, ix])
 
-    def update(self, action: Action | int, world: "EmbeddedWorld", collided: bool = False) -> None:
+    def update(self, action: Action | int, world: EmbeddedWorld, collided: bool = False) -> None:
         p = world.agent_pose
         m = self._m
         if p.position[0] != self._prev[0] or p.position[2] != self._prev[1]:  # turns add exactly 0

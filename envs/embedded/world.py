@@ -16,10 +16,10 @@ from envs.embedded.gl import ensure_backend
 
 ensure_backend()
 
+from envs.base import EpisodeBookkeeping  # noqa: E402
 from envs.embedded.assets import SceneAssets, get_assets  # noqa: E402
 from envs.embedded.categories import category_phrase, check_category  # noqa: E402
 from envs.embedded.config import WorldConfig  # noqa: E402
-from envs.base import EpisodeBookkeeping  # noqa: E402
 from envs.embedded.errors import NoReachableTargetError  # noqa: E402
 from envs.embedded.navgrid import NavGrid  # noqa: E402
 from envs.embedded.render import GLRenderer  # noqa: E402

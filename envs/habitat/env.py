@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from envs.geometry import intrinsics_from_hfov
 from envs.base import EpisodeBookkeeping
+from envs.errors import require_habitat_sim
+from envs.geometry import intrinsics_from_hfov
 from envs.habitat.actions import action_space, to_habitat_action
 from envs.habitat.config import HabitatConfig, coerce_config
 from envs.habitat.convert import pose_to_habitat, sensor_state_to_pose
-from envs.errors import require_habitat_sim
 from envs.habitat.goals import (
     SceneObject,
     available_categories,
@@ -36,7 +36,7 @@ from envs.habitat.sensors import DEPTH, SEMANTIC, sensor_defs, to_observation
 from envs.types import Action, Episode, EpisodeMetrics, Observation, Pose
 
 
-def make_habitat_env(cfg: Any = None) -> "HabitatEnv":
+def make_habitat_env(cfg: Any = None) -> HabitatEnv:
     """Registry factory (`envs.base.make_env("habitat", cfg)`); cfg: HabitatConfig | dict | DictConfig."""
     return HabitatEnv(coerce_config(HabitatConfig, cfg, "env=habitat"))
 
@@ -297,7 +297,7 @@ class HabitatEnv(EpisodeBookkeeping):
         if sim is not None:
             sim.close()
 
-    def __enter__(self) -> "HabitatEnv":
+    def __enter__(self) -> HabitatEnv:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -82,11 +82,11 @@ class PathEstimate:
             raise ValueError(f"confidence must be in [0, 1], got {self.confidence}")
 
     @classmethod
-    def from_steps(cls, steps: np.ndarray, confidence: float, method: str) -> "PathEstimate":
+    def from_steps(cls, steps: np.ndarray, confidence: float, method: str) -> PathEstimate:
         return cls(steps_to_poses(steps), np.asarray(steps, dtype=np.float64).reshape(-1, 2), confidence, method)
 
     @classmethod
-    def from_poses(cls, poses_rel: np.ndarray, confidence: float, method: str) -> "PathEstimate":
+    def from_poses(cls, poses_rel: np.ndarray, confidence: float, method: str) -> PathEstimate:
         return cls(poses_rel, poses_to_steps(poses_rel), confidence, method)
 
     @property

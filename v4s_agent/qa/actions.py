@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -81,7 +82,7 @@ class Step:
         return T
 
     @staticmethod
-    def parse(text: str) -> "Step":
+    def parse(text: str) -> Step:
         """Inverse of text(); raises ValueError on anything else (magnitudes must lie on the grid)."""
         t = text.strip()
         m = _MOVE_RE.match(t)
@@ -123,7 +124,7 @@ class Motion:
     yaw_deg: float
 
     @staticmethod
-    def from_matrix(T: np.ndarray) -> "Motion":
+    def from_matrix(T: np.ndarray) -> Motion:
         yaw = Rotation.from_matrix(np.asarray(T)[:3, :3]).as_euler("YXZ")[0]
         return Motion(float(T[0, 3]), float(-T[2, 3]), float(math.degrees(yaw)))
 
@@ -131,18 +132,18 @@ class Motion:
         return [round(self.right, 4), round(self.forward, 4), round(self.yaw_deg, 3)]
 
     @staticmethod
-    def from_list(v: Sequence[float]) -> "Motion":
+    def from_list(v: Sequence[float]) -> Motion:
         if len(v) != 3:
             raise ValueError(f"a motion is [right, forward, yaw_deg], got {v!r}")
         return Motion(float(v[0]), float(v[1]), float(v[2]))
 
-    def distance(self, other: "Motion") -> tuple[float, float]:
+    def distance(self, other: Motion) -> tuple[float, float]:
         """(translation difference metres, |yaw difference| degrees, wrapped)."""
         dt = math.hypot(self.right - other.right, self.forward - other.forward)
         dy = abs((self.yaw_deg - other.yaw_deg + 180.0) % 360.0 - 180.0)
         return dt, dy
 
-    def close_to(self, other: "Motion", tol_m: float, tol_deg: float) -> bool:
+    def close_to(self, other: Motion, tol_m: float, tol_deg: float) -> bool:
         dt, dy = self.distance(other)
         return dt <= tol_m and dy <= tol_deg
 

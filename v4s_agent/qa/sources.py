@@ -23,8 +23,16 @@ import numpy as np
 
 from envs.geometry import intrinsics_from_hfov, matrix_to_pose, pose_to_matrix
 from envs.types import Pose
-from v4s_agent.qa.actions import (ActionSpace, Motion, Program, compose, frame_poses, max_displacement_index,
-                                  prefix_at, waypoints)
+from v4s_agent.qa.actions import (
+    ActionSpace,
+    Motion,
+    Program,
+    compose,
+    frame_poses,
+    max_displacement_index,
+    prefix_at,
+    waypoints,
+)
 from v4s_agent.qa.boxes import BoxFilter, NormBox, normalise
 
 log = logging.getLogger(__name__)

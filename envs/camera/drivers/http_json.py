@@ -23,9 +23,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from envs.base import parse_action
 from envs.camera.errors import BaseCommandError
 from envs.camera.motion import ZERO_TWIST, MotionSpec, action_to_twist
-from envs.base import parse_action
 from envs.habitat.actions import HABITAT_ACTION_NAMES
 from envs.types import Action, Pose
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from envs.camera.motion import ZERO_TWIST, MotionSpec, Twist, action_to_twist
 from envs.base import parse_action
+from envs.camera.motion import ZERO_TWIST, MotionSpec, Twist, action_to_twist
 from envs.types import Action, Pose
 
 
