@@ -34,8 +34,8 @@ from envs.habitat.goals import (
     visible_in_depth,
     with_article,
 )
-from envs.habitat.metrics import objectnav_metrics
 from envs.habitat.sensors import clip_depth, sensor_defs, to_observation
+from envs.metrics import objectnav_metrics
 from envs.types import Action, Pose
 
 

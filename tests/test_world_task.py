@@ -73,7 +73,7 @@ def test_view_points_are_near_and_see_the_object(world):
     assert len(vp) > 0 and world.view_points(iid) is vp  # cached
     lo, hi = obj.aabb_min[[0, 2]], obj.aabb_max[[0, 2]]
     dist = np.linalg.norm(np.maximum(np.maximum(lo - vp, vp - hi), 0.0), axis=1)
-    assert dist.max() <= world.cfg.success_distance + 1e-9
+    assert dist.max() <= world.cfg.view_point_radius + 1e-9
     rng = np.random.default_rng(0)
     seen = 0
     for p in vp[rng.choice(len(vp), size=min(6, len(vp)), replace=False)]:
@@ -170,3 +170,24 @@ def test_mujoco_gl_handling():
     """
     r = _run(code, {"MUJOCO_GL": "egl"})
     assert "libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1" in r.stdout and "MUJOCO_GL=osmesa" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("tolerance, succeeds", [(0.1, True), (0.0, False)])
+def test_stop_near_a_view_point_follows_habitat_success_distance(tolerance, succeeds):
+    """habitat-lab: STOP within success_distance (0.1 m) of a view point succeeds, not only on one."""
+    import dataclasses
+
+    from envs.types import Pose
+
+    w = EmbeddedWorld({"success_distance": tolerance}, scene_seed=3)
+    w.reset(seed=2)
+    ep = w.episode
+    field = w.navgrid.distance_field(w.goal_view_points(ep))[0]
+    cells = np.argwhere((field > 0.04) & (field < 0.06))  # one cell (0.05 m) off a view point
+    x, z = w.navgrid.cell_centre(*cells[0])
+    start = Pose((float(x), w.cfg.sensor_height, float(z)), 0.0)
+    w.reset(dataclasses.replace(ep, start=start))
+    w.step(Action.STOP)
+    m = w.metrics()
+    assert m.distance_to_goal == pytest.approx(0.05) and m.success == float(succeeds)
+    w.close()

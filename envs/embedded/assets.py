@@ -47,14 +47,14 @@ class SceneAssets:
         return np.asarray(pts)
 
     def view_points(self, instance_id: int) -> np.ndarray:
-        """(K, 2) xz centres of navigable cells within cfg.success_distance of the object's footprint
+        """(K, 2) xz centres of navigable cells within cfg.view_point_radius of the object's footprint
         from which some point of it is in line of sight at sensor height (Habitat ObjectNav's
         "within 1 m and visible"). Cached."""
         if instance_id in self._view_points:
             return self._view_points[instance_id]
         obj = self.scene.object(instance_id)
         g = self.navgrid
-        r = self.cfg.success_distance
+        r = self.cfg.view_point_radius
         lo = np.array([obj.aabb_min[0], obj.aabb_min[2]])
         hi = np.array([obj.aabb_max[0], obj.aabb_max[2]])
         c0 = g.cells_of(lo - r)[0]

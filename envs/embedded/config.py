@@ -21,7 +21,8 @@ class WorldConfig:
     tilt_angle_deg: float = 30.0
     agent_radius: float = 0.18
     max_episode_steps: int = 500
-    success_distance: float = 1.0  # view points: navigable cells within this distance of the object
+    view_point_radius: float = 1.0  # view points: navigable cells within this distance of the object, visible
+    success_distance: float = 0.1  # STOP within this geodesic distance of a view point succeeds (habitat-lab)
     depth_min: float = 0.0
     depth_max: float = 10.0
     grid_resolution: float = 0.05
@@ -50,8 +51,10 @@ class WorldConfig:
             raise bad("agent_radius", "must be in [0.05, 0.4] m so the agent fits through 1 m doorways (Habitat: 0.18)")
         if not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1:
             raise bad("max_episode_steps", "must be a positive int (Habitat: 500)")
-        if not (0.1 <= float(self.success_distance) <= 3.0):
-            raise bad("success_distance", "must be in [0.1, 3] m (Habitat ObjectNav view points: 1.0)")
+        if not (0.1 <= float(self.view_point_radius) <= 3.0):
+            raise bad("view_point_radius", "must be in [0.1, 3] m (Habitat ObjectNav view points: 1.0)")
+        if not (0.0 <= float(self.success_distance) <= 1.0):
+            raise bad("success_distance", "must be in [0, 1] m from a view point (habitat-lab ObjectNav: 0.1)")
         if not (0.0 <= float(self.depth_min) < float(self.depth_max)):
             raise bad("depth_max", f"need 0 <= depth_min < depth_max, got [{self.depth_min}, {self.depth_max}]")
         if not (0.01 <= float(self.grid_resolution) <= 0.2):

@@ -1,9 +1,10 @@
 """ObjectNav task on the embedded world: episode sampling with guaranteed reachable targets, and
 Habitat's measures (distance_to_goal, success, SPL, Soft-SPL).
 
-Success follows Habitat: the agent calls STOP within 0.1 m of a view point; on our grid that means
-the agent's cell is a view-point cell (geodesic distance to the view points is 0).
-SPL = S * l / max(p, l); Soft-SPL replaces S by max(0, 1 - d_T / d_0) (habitat-lab SoftSPL).
+Success follows habitat-lab: the agent calls STOP within `success_distance` (0.1 m) geodesic of a
+view point (navigable, within `view_point_radius` = 1 m of the object, visible), measured on the
+navgrid from the agent's cell. SPL = S * l / max(p, l); Soft-SPL replaces S by max(0, 1 - d_T / d_0)
+(habitat-lab SoftSPL). Both backends compute them with `envs.metrics.objectnav_metrics`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from envs.embedded.categories import CATEGORIES, OBJECTNAV_CATEGORIES, check_category
 from envs.embedded.config import WorldConfig
 from envs.embedded.errors import NoReachableTargetError
+from envs.metrics import objectnav_metrics
 from envs.splits import split_seeds
 from envs.types import Action, Episode, EpisodeMetrics, Pose
 
@@ -170,13 +172,9 @@ class ObjectNavMeasures:
         m.num_steps += 1
         m.collisions += int(collided)
         m.distance_to_goal = self._distance((p.position[0], p.position[2]))
-        if int(action) == Action.STOP:
-            m.success = 1.0 if m.distance_to_goal == 0.0 else 0.0
-        d0 = self._d0
-        ratio = d0 / max(m.path_length, d0) if d0 > 0 else 1.0
-        m.spl = m.success * ratio
-        soft = max(0.0, 1.0 - m.distance_to_goal / d0) if d0 > 0 else 1.0
-        m.soft_spl = soft * ratio
+        r = objectnav_metrics(int(action) == Action.STOP, m.distance_to_goal, self._d0, m.path_length, m.num_steps,
+                              m.collisions, world.cfg.success_distance)
+        m.success, m.spl, m.soft_spl = r.success, r.spl, r.soft_spl
 
     def metrics(self) -> EpisodeMetrics:
         m = self._m

@@ -187,7 +187,7 @@ class EmbeddedWorld(EpisodeBookkeeping):
         return boxes
 
     def view_points(self, instance_id: int) -> np.ndarray:
-        """(K, 2) xz view points of an instance (navigable, within success_distance, visible). Cached."""
+        """(K, 2) xz view points of an instance (navigable, within view_point_radius, visible). Cached."""
         return self._assets.view_points(int(instance_id))
 
     def goal_view_points(self, episode: Episode) -> np.ndarray:

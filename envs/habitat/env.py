@@ -31,8 +31,8 @@ from envs.habitat.goals import (
     visible_in_depth,
     with_article,
 )
-from envs.habitat.metrics import objectnav_metrics
 from envs.habitat.sensors import DEPTH, SEMANTIC, sensor_defs, to_observation
+from envs.metrics import objectnav_metrics
 from envs.types import Action, Episode, EpisodeMetrics, Observation, Pose
 
 

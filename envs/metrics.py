@@ -1,4 +1,4 @@
-"""Habitat-lab ObjectNav measures from the episode's distances (pure)."""
+"""Habitat-lab ObjectNav measures from the episode's distances (pure; every backend uses them)."""
 from __future__ import annotations
 
 import math
