@@ -2,28 +2,45 @@
 
 Seeing the target uses the backend's instance segmentation (`Observation.semantic`, simulators
 only) so the baseline isolates what imagination adds to *navigation*, not to detection. Exploration:
-`frontier` steers to the most open direction in the current depth that leads to less-visited floor
-cells (a depth-only frontier proxy: no map is built); `random` walks straight and turns at random
-when blocked. Plans are one action long so the stop check runs after every step.
+`frontier` is frontier-based exploration (Yamauchi 1997): a top-down occupancy map from depth + pose
+(`planners.occupancy`), then the shortest path over known free floor to the nearest frontier, kept
+until it is reached or gone; a reached frontier that stays a frontier is set aside. `random` walks
+straight and turns at random when blocked. Plans are one action long so the stop check runs after
+every step.
 """
 from __future__ import annotations
 
 import math
 import zlib
-from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import ndimage
 
 from envs.base import NavEnv, intrinsics_of
+from envs.geometry import wrap_angle
 from envs.types import Action, Box2D, Episode, Observation
-from planners.base import Plan, Timer, approach_box_actions, motion_of, semantic_box, should_stop, step_is_free
+from planners.base import (
+    Plan,
+    Timer,
+    approach_box_actions,
+    is_centred,
+    motion_of,
+    semantic_box,
+    should_stop,
+    step_is_free,
+)
+from planners.occupancy import MapConfig, OccupancyMap
 
 if TYPE_CHECKING:
     from v4s_agent.config import ExplorePlannerConfig
     from v4s_agent.memory import Memory
 
-CELL_M = 0.5  # visit-count cell size
+GOAL_REACH_M = 0.4  # a frontier goal is a navigable cell this close to a frontier cell
+REACHED_M = 0.3  # the agent is at its frontier goal
+TARGET_FRONTIER_M = 2.5  # a seen target with no known way to it: frontiers this close to it first
+FORWARD_TOLERANCE = 0.75  # step forward when the bearing is within this many turn angles
+SET_ASIDE_M = 1.0  # radius of frontier goals set aside around a reached or unreachable goal
 
 
 def column_clearance(depth: np.ndarray, u_centre: float, half_width: int) -> float:
@@ -46,7 +63,11 @@ class ExplorePlanner:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._targets: tuple[int, ...] = ()
-        self._visits: Counter[tuple[int, int]] = Counter()
+        self._sensor_height = float(getattr(getattr(env, "cfg", None), "sensor_height", 0.88))
+        self._map: OccupancyMap | None = None
+        self._set_aside: np.ndarray | None = None  # bool mask on the map grid
+        self._goal: np.ndarray | None = None  # xz of the frontier goal being followed
+        self._target_sum = np.zeros(3)
         self._pending: list[Action] = []
         self._since_scan = 0
         self._turn_dir = Action.TURN_LEFT
@@ -55,15 +76,27 @@ class ExplorePlanner:
 
     def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
         self._targets = tuple(episode.target_instance_ids)
-        self._visits.clear()
+        self._map, self._set_aside, self._goal = None, None, None
+        self._target_sum = np.zeros(3)  # sum of target xz estimates, count
         self._pending = []
         self._since_scan = 0
         self._last = (None, [])
         # zlib.crc32, not hash(): str hashes are salted per process and would break `seed=`
         self.rng = np.random.default_rng([self.seed, zlib.crc32(episode.episode_id.encode())])
 
-    def _cell(self, x: float, z: float) -> tuple[int, int]:
-        return (int(math.floor(x / CELL_M)), int(math.floor(z / CELL_M)))
+    @property
+    def map(self) -> OccupancyMap | None:
+        """The occupancy map of this episode (None before the first posed depth frame)."""
+        return self._map
+
+    def _remember(self, obs: Observation) -> None:
+        if obs.depth is None or obs.pose is None:
+            return
+        if self._map is None:
+            self._map = OccupancyMap(MapConfig(), (obs.pose.position[0], obs.pose.position[2]),
+                                     obs.pose.position[1] - self._sensor_height)
+            self._set_aside = np.zeros(self._map.floor_hits.shape, dtype=bool)
+        self._map.update(obs.depth, obs.pose, self.K, self.cfg.agent_radius)
 
     def _seen_box(self, obs: Observation) -> Box2D | None:
         return semantic_box(obs.semantic, self._targets)
@@ -78,21 +111,29 @@ class ExplorePlanner:
 
     def _decide(self, obs: Observation) -> tuple[list[Action], str]:
         H, W = obs.rgb.shape[:2]
-        if obs.pose is not None:
-            self._visits[self._cell(obs.pose.position[0], obs.pose.position[2])] += 1
+        last_pos, last_acts = self._last
+        bumped = obs.pose is not None and last_acts[-1:] == [Action.MOVE_FORWARD] and last_pos == obs.pose.position
+        self._remember(obs)
+        if bumped and self._map is not None:
+            self._mark_blocked(obs)
         box = self._seen_box(obs)
         if box is not None:
             self._pending = []
             if should_stop(box, obs.depth, W, H, self.cfg.gamma, self.cfg.stop_distance, self.K):
                 return [Action.STOP], "target centred within stop distance -> STOP"
+            acts, note = self._towards_target(obs, box)
+            if acts:
+                return acts, note
             acts = approach_box_actions(box, obs.depth, W, self.motion, self.K, self.cfg.agent_radius, self.cfg.gamma)
-            return acts, "target seen -> approaching"
+            if self._map is None or not is_centred(box, W, H, self.cfg.gamma) or (acts == [Action.MOVE_FORWARD] and not bumped):
+                return acts, "target seen -> approaching"
+            # centred, but the straight way is blocked (depth, or the last step bumped) and the map
+            # knows no way yet: explore on
         if obs.semantic is None and not self._warned_no_semantic:
             self._warned_no_semantic = True
         if self._pending:
             return [self._pending.pop(0)], "scanning"
-        last_pos, last_acts = self._last
-        if obs.pose is not None and last_acts and last_acts[-1] == Action.MOVE_FORWARD and last_pos == obs.pose.position:
+        if bumped and self._map is None:
             # bumped into something the depth could not show (low, closer than the floor's first visible row)
             if self.rng.random() < 0.3:
                 self._turn_dir = Action.TURN_RIGHT if self._turn_dir == Action.TURN_LEFT else Action.TURN_LEFT
@@ -123,31 +164,105 @@ class ExplorePlanner:
         W = obs.depth.shape[1]
         return column_clearance(obs.depth, W / 2, max(2, W // 10)) > self.cfg.min_clearance
 
+    def _grid(self):
+        # planned with less than the body radius: map cells are coarse, and the depth check of each
+        # forward step (step_is_free, full radius) is what keeps the body clear
+        return self._map.navgrid(max(0.05, self.cfg.agent_radius - self._map.cfg.resolution))
+
+    def _step_along(self, obs: Observation, path: np.ndarray) -> list[Action]:
+        """One action towards the first waypoint of `path` more than REACHED_M away ([] if none is,
+        or the depth says the step would hit something the map does not show). Forward within
+        FORWARD_TOLERANCE of the bearing: with 30-degree turns, aiming exactly makes the agent
+        dither left-right when the bearing sits between two headings."""
+        here = np.array([obs.pose.position[0], obs.pose.position[2]])
+        far = np.flatnonzero(np.linalg.norm(path - here, axis=1) > REACHED_M)
+        if len(far) == 0:
+            return []
+        d = path[far[0]] - here
+        err = float(wrap_angle(math.atan2(-d[0], -d[1]) - obs.pose.yaw))  # forward is (-sin yaw, -cos yaw)
+        if abs(err) > FORWARD_TOLERANCE * math.radians(self.motion.turn_deg):
+            return [Action.TURN_LEFT if err > 0 else Action.TURN_RIGHT]
+        if step_is_free(obs.depth, self.K, self.motion, self.cfg.agent_radius):
+            return [Action.MOVE_FORWARD]
+        self._mark_blocked(obs)  # the depth sees the body would touch something: plan around it
+        return []
+
+    def _mark_blocked(self, obs: Observation) -> None:
+        self._map.mark_bump(obs.pose, self.cfg.agent_radius + 0.5 * self.motion.step_m, self.cfg.agent_radius)
+
+    def _towards_target(self, obs: Observation, box: Box2D) -> tuple[list[Action], str]:
+        """Seen but not yet within stop distance: the shortest path on the map to the floor around it
+        (a straight approach gets stuck behind furniture), else to the frontier nearest to it."""
+        if self._map is None or obs.depth is None:
+            return [], ""
+        from planners.readback.target import target_position
+
+        p = target_position(box, obs.depth, obs.pose, self.K)
+        if p is not None:  # the running mean: one view's estimate moves with the view, and the goal with it
+            self._target_sum += np.array([p[0], p[2], 1.0])
+        if self._target_sum[2] == 0:
+            return [], ""
+        target_xz = self._target_sum[:2] / self._target_sum[2]
+        grid = self._grid()
+        here = np.array([obs.pose.position[0], obs.pose.position[2]])
+        xz = grid.cell_centres(np.argwhere(grid.navigable))
+        near = xz[np.linalg.norm(xz - target_xz, axis=1) <= self.cfg.stop_distance - 0.15]
+        path = grid.shortest_path(here, near) if len(near) else near
+        if len(path) and (acts := self._step_along(obs, path)):
+            return acts, "target seen -> walking the map to it"
+        goals = self._frontier_goals(grid)
+        goals = goals[np.linalg.norm(goals - target_xz, axis=1) <= TARGET_FRONTIER_M]
+        path = grid.shortest_path(here, goals) if len(goals) else goals
+        if len(path) and (acts := self._step_along(obs, path)):
+            return acts, "target seen, no known way to it -> the frontier next to it"
+        return [], ""
+
     def _frontier(self, obs: Observation) -> tuple[list[Action], str]:
-        if obs.depth is None:
+        if self._map is None:
             return self._random(obs)
-        W = obs.depth.shape[1]
-        turn = math.radians(self.motion.turn_deg)
-        best, best_score = None, -np.inf
-        for k in (-1, 0, 1):  # turn right, straight, left (all inside a 79-degree view)
-            u = self.K[0, 2] - k * self.K[0, 0] * math.tan(turn)
-            if not (0 <= u < W):
-                continue
-            free = column_clearance(obs.depth, u, max(2, W // 10))
-            visits = 0
-            if obs.pose is not None:
-                yaw = obs.pose.yaw + k * turn
-                look = min(free, 1.5)
-                x = obs.pose.position[0] - look * math.sin(yaw)
-                z = obs.pose.position[2] - look * math.cos(yaw)
-                visits = self._visits[self._cell(x, z)]
-            score = min(free, 3.0) - 0.6 * visits + (0.2 if k == 0 else 0.0) + 0.05 * self.rng.random()
-            if free > self.cfg.min_clearance and score > best_score and self._free(obs, k):
-                best, best_score = k, score
-        if best == 0:
-            return [Action.MOVE_FORWARD], "frontier: forward to open, less-visited space"
-        if best is not None:
-            self._turn_dir = Action.TURN_LEFT if best > 0 else Action.TURN_RIGHT
-            return [self._turn_dir, Action.MOVE_FORWARD], "frontier: turn towards open space"
-        # Blocked everywhere in view: keep turning the same way (no left-right dithering).
-        return [self._turn_dir] * 3, "frontier: blocked -> turning 90 degrees"
+        grid = self._grid()
+        here = np.array([obs.pose.position[0], obs.pose.position[2]])
+        goals = self._frontier_goals(grid)
+        path = self._path_to_kept_goal(grid, here, goals)
+        if path is None:  # no goal kept, or it is gone or unreachable: the nearest reachable one
+            path = grid.shortest_path(here, goals) if len(goals) else np.zeros((0, 2))
+        if len(path) == 0:
+            self._goal = None
+            return [self._turn_dir] * 3, "frontier: none reachable -> turning 90 degrees"
+        self._goal = path[-1]
+        acts = self._step_along(obs, path)
+        if not acts:
+            # reached and still a frontier (what lies beyond cannot be seen from here), or blocked:
+            # set it aside and look around (measured on val: better SPL than replanning at once)
+            self._set_aside_near(self._goal)
+            self._goal = None
+            return [self._turn_dir] * 3, "frontier: reached or blocked -> set aside, turning 90 degrees"
+        dist = float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=1)))
+        return acts, f"frontier: {dist:.1f} m to the frontier"
+
+    def _path_to_kept_goal(self, grid, here: np.ndarray, goals: np.ndarray) -> np.ndarray | None:
+        """Keep heading for the same frontier while it lasts (no dithering between two)."""
+        if self._goal is None or len(goals) == 0 or np.min(np.linalg.norm(goals - self._goal, axis=1)) > REACHED_M:
+            return None
+        path = grid.shortest_path(here, self._goal)
+        if len(path) == 0:
+            self._set_aside_near(self._goal)
+            return None
+        return path
+
+    def _frontier_goals(self, grid) -> np.ndarray:
+        """(K, 2) xz of navigable cells within GOAL_REACH_M of a frontier, minus those set aside."""
+        cells = self._map.frontiers()
+        if not cells:
+            return np.zeros((0, 2))
+        edge = np.zeros(grid.shape, dtype=bool)
+        for c in cells:
+            edge[c[:, 0], c[:, 1]] = True
+        near = ndimage.distance_transform_edt(~edge) * grid.res <= GOAL_REACH_M
+        return grid.cell_centres(np.argwhere(near & grid.navigable & ~self._set_aside))
+
+    def _set_aside_near(self, xz: np.ndarray) -> None:
+        iz, ix = self._map.cells_of(np.asarray(xz)[None])[0]
+        r = SET_ASIDE_M / self._map.cfg.resolution
+        zz, xx = np.ogrid[: self._set_aside.shape[0], : self._set_aside.shape[1]]
+        self._set_aside |= (zz - iz) ** 2 + (xx - ix) ** 2 <= r * r
