@@ -47,6 +47,7 @@ class Plan:
     chosen: (video index, sample index) of the executed sample, or None.
     path_world: the intended camera path in the world frame (for the 3D view), may be empty.
     target_world: estimated target position (3,), when the planner has one.
+    map_image: the planner's own top-down map (uint8, rows z, columns x), when it keeps one.
     """
 
     actions: list[Action] = field(default_factory=list)
@@ -57,6 +58,7 @@ class Plan:
     chosen: tuple[int, int] | None = None
     path_world: list[Pose] = field(default_factory=list)
     target_world: np.ndarray | None = None
+    map_image: np.ndarray | None = None
     note: str = ""
 
     @property

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from envs.base import NavEnv, intrinsics_of
 from envs.geometry import wrap_angle
-from envs.types import Action, Box2D, Episode, Observation
+from envs.types import Action, Box2D, Episode, Observation, Pose
 from planners.base import (
     Plan,
     Timer,
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 GOAL_REACH_M = 0.4  # a frontier goal is a navigable cell this close to a frontier cell
 REACHED_M = 0.3  # the agent is at its frontier goal
 TARGET_FRONTIER_M = 2.5  # a seen target with no known way to it: frontiers this close to it first
+MAP_IMAGE_EVERY = 10  # plans between map images in the recording
 FORWARD_TOLERANCE = 0.75  # step forward when the bearing is within this many turn angles
 SET_ASIDE_M = 1.0  # radius of frontier goals set aside around a reached or unreachable goal
 
@@ -67,7 +68,9 @@ class ExplorePlanner:
         self._map: OccupancyMap | None = None
         self._set_aside: np.ndarray | None = None  # bool mask on the map grid
         self._goal: np.ndarray | None = None  # xz of the frontier goal being followed
-        self._target_sum = np.zeros(3)
+        self._target_sum = np.zeros(3)  # sum of the seen target's xz estimates, and their count
+        self._path: np.ndarray | None = None  # (K, 2) xz of the map path this plan follows
+        self._plans = 0
         self._pending: list[Action] = []
         self._since_scan = 0
         self._turn_dir = Action.TURN_LEFT
@@ -77,7 +80,8 @@ class ExplorePlanner:
     def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
         self._targets = tuple(episode.target_instance_ids)
         self._map, self._set_aside, self._goal = None, None, None
-        self._target_sum = np.zeros(3)  # sum of target xz estimates, count
+        self._target_sum = np.zeros(3)
+        self._plans = 0
         self._pending = []
         self._since_scan = 0
         self._last = (None, [])
@@ -104,10 +108,25 @@ class ExplorePlanner:
     def plan(self, obs: Observation, memory: Memory) -> Plan:
         plan = Plan(imagined=False)
         with Timer() as t:
+            self._path = None
             plan.actions, plan.note = self._decide(obs)
             self._last = (obs.pose.position if obs.pose is not None else None, list(plan.actions))
         plan.seconds = t.seconds
+        self._describe(plan, obs)
         return plan
+
+    def _describe(self, plan: Plan, obs: Observation) -> None:
+        """What the viewer shows: the map path being followed, the target estimate, and (every
+        MAP_IMAGE_EVERY plans, to keep recordings small) the map itself."""
+        self._plans += 1
+        if self._path is not None and obs.pose is not None:
+            y, pitch = obs.pose.position[1], 0.0
+            plan.path_world = [Pose((float(x), y, float(z)), obs.pose.yaw, pitch) for x, z in self._path]
+        if self._target_sum[2] > 0 and self._map is not None:
+            x, z = self._target_sum[:2] / self._target_sum[2]
+            plan.target_world = np.array([x, self._map.floor_y + 0.5, z])
+        if self._map is not None and self._plans % MAP_IMAGE_EVERY == 1:
+            plan.map_image = self._map.to_image()
 
     def _decide(self, obs: Observation) -> tuple[list[Action], str]:
         H, W = obs.rgb.shape[:2]
@@ -175,6 +194,7 @@ class ExplorePlanner:
         FORWARD_TOLERANCE of the bearing: with 30-degree turns, aiming exactly makes the agent
         dither left-right when the bearing sits between two headings."""
         here = np.array([obs.pose.position[0], obs.pose.position[2]])
+        self._path = path
         far = np.flatnonzero(np.linalg.norm(path - here, axis=1) > REACHED_M)
         if len(far) == 0:
             return []

@@ -164,6 +164,8 @@ class RerunRecorder:
             rec.log("world/plan/readback_path", rr.LineStrips3D([[list(p.xyz) for p in plan.path_world]], colors=[PLAN_COLOUR]))
         if plan.target_world is not None:
             rec.log("world/plan/target_estimate", rr.Points3D([plan.target_world], radii=0.08, colors=[TARGET_COLOUR]))
+        if plan.map_image is not None:
+            rec.log("map/agent_map", rr.Image(plan.map_image))
 
     def on_end(self, result: Any) -> None:
         if self.rec is None:
