@@ -120,8 +120,8 @@ class ExplorePlanner:
         MAP_IMAGE_EVERY plans, to keep recordings small) the map itself."""
         self._plans += 1
         if self._path is not None and obs.pose is not None:
-            y, pitch = obs.pose.position[1], 0.0
-            plan.path_world = [Pose((float(x), y, float(z)), obs.pose.yaw, pitch) for x, z in self._path]
+            y = obs.pose.position[1]
+            plan.path_world = [Pose((float(x), y, float(z)), obs.pose.yaw) for x, z in self._path]
         if self._target_sum[2] > 0 and self._map is not None:
             x, z = self._target_sum[:2] / self._target_sum[2]
             plan.target_world = np.array([x, self._map.floor_y + 0.5, z])
@@ -152,7 +152,7 @@ class ExplorePlanner:
             self._warned_no_semantic = True
         if self._pending:
             return [self._pending.pop(0)], "scanning"
-        if bumped and self._map is None:
+        if bumped and (self._map is None or self.cfg.strategy == "random"):
             # bumped into something the depth could not show (low, closer than the floor's first visible row)
             if self.rng.random() < 0.3:
                 self._turn_dir = Action.TURN_RIGHT if self._turn_dir == Action.TURN_LEFT else Action.TURN_LEFT
