@@ -168,4 +168,5 @@ def bench_train(argv: list[str]) -> dict:
         r["gflops_per_s"] = round(r["gflops_per_sample"] * bs / sec, 2)
         r["flops_vs_first"] = round(r["gflops_per_sample"] / results[0]["gflops_per_sample"], 3)
     return {"sizes": results, "batch_size": bs, "repeats": repeats, "threads": torch.get_num_threads(),
-            "frames": settings.num_frames, "resolution": settings.height, "data": cfg.data}
+            "frames": settings.num_frames, "context_frames": runs[0][2]["num_context_frames"],
+            "resolution": settings.height, "data": cfg.data}

@@ -30,6 +30,7 @@ def test_bench_train_counts_flops_per_size(tmp_path):
     # twice the blocks: nearly twice the FLOPs (embeddings and the output head are shared costs)
     assert 1.5 < two["flops_vs_first"] < 2.0 and one["flops_vs_first"] == 1.0
     assert one["samples_per_s"] > 0 and two["gflops_per_s"] > 0
+    assert (r["frames"], r["context_frames"], r["batch_size"]) == (6, 4, 2)
     assert parse_size("l4h6f1152") == {"num_layers": 4, "num_attention_heads": 6, "ffn_dim": 1152}
     with pytest.raises(ValueError, match="LxHyFz"):
         parse_size("4x6x1152")
