@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 KEYS = ("frames", "context_frames", "steps", "repeats", "threads", "seed", "guidance_scale", "checkpoint")
-TRAIN_KEYS = ("data", "sizes", "batch_size", "repeats", "threads", "seed")
+TRAIN_KEYS = ("data", "sizes", "batch_size", "context_frames", "repeats", "threads", "seed")
 
 
 def _options(argv: list[str], keys: tuple[str, ...]) -> dict[str, str]:
@@ -108,7 +108,7 @@ def parse_size(spec: str) -> dict[str, int]:
 
 
 def bench_train(argv: list[str]) -> dict:
-    """`python -m v4s_agent.bench train data=DIR sizes=L2H3F512,L4H3F576 [batch_size=4 repeats=5]`:
+    """`python -m v4s_agent.bench train data=DIR sizes=L2H3F512,L4H3F576 [batch_size=4 context_frames=16 repeats=5]`:
     per transformer size, the parameters, the FLOPs of one training sample (forward + backward, counted
     by torch's FlopCounterMode on a real batch of clips from DIR) and the CPU training rate (forward,
     backward, AdamW), timed interleaved across sizes so load changes hit all of them. This is the
@@ -126,8 +126,15 @@ def bench_train(argv: list[str]) -> dict:
     sizes = [parse_size(s) for s in opts.get("sizes", "L2H3F512,L4H3F576").split(",")]
     bs, repeats, seed = int(opts.get("batch_size", 4)), int(opts.get("repeats", 5)), int(opts.get("seed", 0))
     torch.set_num_threads(int(opts.get("threads", 1)))
-    cfg = TrainConfig(data=opts["data"], out="-", batch_size=bs, seed=seed)
+    n_ctx = int(opts.get("context_frames", 16))
+    cfg = TrainConfig(data=opts["data"], out="-", batch_size=bs, seed=seed, max_context_frames=n_ctx)
     dataset = ClipDataset(cfg.data)
+    # the cost grows with the context, so measure clips that have the context asked for (the trainer
+    # uses up to max_context_frames=16)
+    picked = [k for k in range(len(dataset)) if len(dataset[k].context_frames) >= n_ctx][:bs]
+    if len(picked) < bs:
+        raise ValueError(f"only {len(picked)} clips under {cfg.data} have >= {n_ctx} context frames; "
+                         f"pass a smaller context_frames= or batch_size=")
     clip0 = dataset[0]
     settings = ImaginationConfig(num_frames=len(clip0.target_frames),  # as models.train.init_pipeline
                                  num_box_frames=clip0.num_box_frames if clip0.mode == "grounding" else 4)
@@ -138,7 +145,7 @@ def bench_train(argv: list[str]) -> dict:
         pipe = build_pipeline(tiny_transformer_config(**size), codec, shared_minilm(), settings, seed=seed)
         model = pipe.transformer.train()
         rng = np.random.default_rng(seed)
-        batch = make_batch(pipe, ClipEncoder(pipe, dataset), list(range(min(bs, len(dataset)))), cfg, rng)
+        batch = make_batch(pipe, ClipEncoder(pipe, dataset), picked, cfg, rng)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         runs.append((size, model, batch, opt))
     shift = _shift(pipe)  # the scheduler's, the same for every size

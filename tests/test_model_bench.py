@@ -23,7 +23,7 @@ def test_bench_train_counts_flops_per_size(tmp_path):
     from models.testing import make_clips
 
     write_shard(make_clips(2, num_frames=6, num_box_frames=2, num_context=4), tmp_path / "s0")
-    r = bench_train([f"data={tmp_path}", "sizes=L1H2F128,L2H2F128", "batch_size=2", "repeats=1"])
+    r = bench_train([f"data={tmp_path}", "sizes=L1H2F128,L2H2F128", "batch_size=2", "context_frames=4", "repeats=1"])
     one, two = r["sizes"]
     assert (one["size"], two["size"]) == ("L1H2F128", "L2H2F128")
     assert two["params_m"] > one["params_m"] > 0
@@ -34,5 +34,7 @@ def test_bench_train_counts_flops_per_size(tmp_path):
     assert parse_size("l4h6f1152") == {"num_layers": 4, "num_attention_heads": 6, "ffn_dim": 1152}
     with pytest.raises(ValueError, match="LxHyFz"):
         parse_size("4x6x1152")
+    with pytest.raises(ValueError, match="have >= 5 context frames"):
+        bench_train([f"data={tmp_path}", "context_frames=5"])
     with pytest.raises(ValueError, match="data=DIR is required"):
         bench_train(["sizes=L1H2F128"])
