@@ -90,6 +90,9 @@ class ImaginationEvalConfig:
     sd_unmatched_m: float = 1.0
     min_target_pixels: int = 30  # at render resolution
     render_size: int = 128
+    # navigation PSNR/SSIM at this square size (0 = the model's own): set it to compare models that work
+    # at different resolutions (their frames are resized to it, the truth is rendered at it)
+    score_size: int = 0
 
     def __post_init__(self) -> None:
         from envs.splits import split_seeds
@@ -102,6 +105,8 @@ class ImaginationEvalConfig:
             raise _error(f"episodes must be >= 1, got {self.episodes}")
         if self.samples < 1:
             raise _error(f"samples must be >= 1, got {self.samples}")
+        if self.score_size and not 16 <= self.score_size <= 512:
+            raise _error(f"score_size must be 0 (the model's size) or in [16, 512], got {self.score_size}")
         if self.steps < 0:
             raise _error(f"steps must be >= 0 (0 = checkpoint default), got {self.steps}")
         if self.readback not in ("flow", "flow_planar", "idm"):
@@ -256,6 +261,7 @@ class Case:
     nav_waypoints: np.ndarray  # (F, 6)
     nav_truth: np.ndarray  # (F, H, W, 3)
     target_in_context: bool
+    nav_truth_scored: np.ndarray | None = None  # (F, S, S, 3) at cfg.score_size, when that differs
 
 
 class Evaluator:
@@ -306,9 +312,10 @@ class Evaluator:
         for i, p in enumerate(nav):
             dt, dr = relative_pose(nav[0], p)
             wp[i, :3], wp[i, 3:] = dt, dr
+        scored = render_rgb(w, nav, self.cfg.score_size) if self.cfg.score_size not in (0, self.size) else None
         return Case(episode.scene_seed, target.category, station, target, context,
                     grounding_instruction(w.scene.scene_phrase(), category_phrase(target.category)), depth0,
-                    clip.target_frames, nav, wp, render_rgb(w, nav, self.size), seen)
+                    clip.target_frames, nav, wp, render_rgb(w, nav, self.size), seen, scored)
 
     # ---- generation
     def _steps(self) -> int:
@@ -445,8 +452,13 @@ class Evaluator:
                 "box_found": float(red is not None), "readback_confidence": float(est.confidence)}
 
     def score_navigation(self, video: np.ndarray, case: Case) -> dict[str, float]:
-        ps = [psnr_uint8(video[i], case.nav_truth[i]) for i in range(1, self.F)]
-        ss = [ssim_uint8(video[i], case.nav_truth[i]) for i in range(1, self.F)]
+        truth = case.nav_truth
+        if case.nav_truth_scored is not None:
+            s = case.nav_truth_scored.shape[1]
+            interp = cv2.INTER_LINEAR if s > video.shape[1] else cv2.INTER_AREA
+            video, truth = np.stack([cv2.resize(f, (s, s), interpolation=interp) for f in video]), case.nav_truth_scored
+        ps = [psnr_uint8(video[i], truth[i]) for i in range(1, self.F)]
+        ss = [ssim_uint8(video[i], truth[i]) for i in range(1, self.F)]
         return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
 
 

@@ -68,6 +68,7 @@ class TrainConfig:
     num_layers: int = 0
     ffn_dim: int = 0
     num_attention_heads: int = 0  # width = heads × 64
+    resolution: int = 0  # tiny init only: square frame size the model works at (0 = 64; a multiple of 16)
     grad_clip: float = 1.0
     seed: int = 0
     init: str = "tiny"  # "tiny" | ImaginationPipeline folder | diffusers Wan folder
@@ -102,6 +103,8 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be >= 1")
         if self.lr_decay_to and not 0 <= self.lr_decay_from < self.lr_decay_to:
             raise ValueError(f"lr cooldown needs 0 <= lr_decay_from < lr_decay_to, got {self.lr_decay_from}, {self.lr_decay_to}")
+        if self.resolution and (self.resolution % 16 or not 16 <= self.resolution <= 512):
+            raise ValueError(f"resolution must be 0 (default 64) or a multiple of 16 in [16, 512], got {self.resolution}")
         if min(self.num_layers, self.ffn_dim, self.num_attention_heads) < 0:
             raise ValueError("num_layers, ffn_dim and num_attention_heads must be >= 0 (0 = the tiny default)")
         if self.finetune not in FINETUNE_MODES:
@@ -146,8 +149,9 @@ def init_pipeline(cfg: TrainConfig, first_clip: Clip) -> ImaginationPipeline:
         else:
             codec = TinyAutoencoder.from_pretrained(cfg.codec, torch_dtype=torch.float32)
         box = first_clip.num_box_frames if first_clip.mode == "grounding" else 4
+        size = {"height": cfg.resolution, "width": cfg.resolution} if cfg.resolution else {}
         settings = ImaginationConfig(num_frames=len(first_clip.target_frames), num_box_frames=box,
-                                     max_context_frames=cfg.max_context_frames)
+                                     max_context_frames=cfg.max_context_frames, **size)
         sizes = {k: getattr(cfg, k) for k in ("num_layers", "ffn_dim", "num_attention_heads") if getattr(cfg, k)}
         return build_pipeline(tiny_transformer_config(**sizes), codec, shared_minilm(), settings, seed=cfg.seed)
     return ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
