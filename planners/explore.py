@@ -193,7 +193,7 @@ class ExplorePlanner:
         or the depth says the step would hit something the map does not show). Forward within
         FORWARD_TOLERANCE of the bearing: with 30-degree turns, aiming exactly makes the agent
         dither left-right when the bearing sits between two headings."""
-        here = np.array([obs.pose.position[0], obs.pose.position[2]])
+        here = obs.pose.xyz[[0, 2]]
         self._path = path
         far = np.flatnonzero(np.linalg.norm(path - here, axis=1) > REACHED_M)
         if len(far) == 0:
@@ -224,7 +224,7 @@ class ExplorePlanner:
             return [], ""
         target_xz = self._target_sum[:2] / self._target_sum[2]
         grid = self._grid()
-        here = np.array([obs.pose.position[0], obs.pose.position[2]])
+        here = obs.pose.xyz[[0, 2]]
         xz = grid.cell_centres(np.argwhere(grid.navigable))
         near = xz[np.linalg.norm(xz - target_xz, axis=1) <= self.cfg.stop_distance - 0.15]
         path = grid.shortest_path(here, near) if len(near) else near
@@ -241,7 +241,7 @@ class ExplorePlanner:
         if self._map is None:
             return self._random(obs)
         grid = self._grid()
-        here = np.array([obs.pose.position[0], obs.pose.position[2]])
+        here = obs.pose.xyz[[0, 2]]
         goals = self._frontier_goals(grid)
         path = self._path_to_kept_goal(grid, here, goals)
         if path is None:  # no goal kept, or it is gone or unreachable: the nearest reachable one
@@ -272,12 +272,9 @@ class ExplorePlanner:
 
     def _frontier_goals(self, grid) -> np.ndarray:
         """(K, 2) xz of navigable cells within GOAL_REACH_M of a frontier, minus those set aside."""
-        cells = self._map.frontiers()
-        if not cells:
+        edge = self._map.frontier_mask()
+        if not edge.any():
             return np.zeros((0, 2))
-        edge = np.zeros(grid.shape, dtype=bool)
-        for c in cells:
-            edge[c[:, 0], c[:, 1]] = True
         near = ndimage.distance_transform_edt(~edge) * grid.res <= GOAL_REACH_M
         return grid.cell_centres(np.argwhere(near & grid.navigable & ~self._set_aside))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from envs.embedded.navgrid import NavGrid
+from envs.embedded.navgrid import NavGrid, grid_cells
 from envs.geometry import backproject_depth, pose_to_matrix
 from envs.types import Pose
 
@@ -52,9 +52,8 @@ class OccupancyMap:
         return s
 
     def cells_of(self, xz: np.ndarray) -> np.ndarray:
-        """(N, 2) world xz -> (N, 2) (row iz, col ix), as NavGrid.cells_of."""
-        p = np.floor((np.asarray(xz, dtype=np.float64).reshape(-1, 2) - self.origin) / self.cfg.resolution)
-        return p[:, ::-1].astype(np.int64)
+        """(N, 2) world xz -> (N, 2) (row iz, col ix), the same cells as the NavGrid it makes."""
+        return grid_cells(xz, self.origin, self.cfg.resolution)
 
     def _add(self, hits: np.ndarray, xz: np.ndarray) -> None:
         c = self.cells_of(xz)
@@ -73,22 +72,23 @@ class OccupancyMap:
         h = world[:, 1] - self.floor_y
         blocking = (h >= self.cfg.obstacle_min) & (h <= self.cfg.obstacle_max)
         self._add(self.floor_hits, world[np.abs(h) <= self.cfg.floor_tolerance][:, [0, 2]])
-        self._add(self.floor_hits, self._free_rays(np.array([pose.position[0], pose.position[2]]), world[blocking][:, [0, 2]]))
+        eye = pose.xyz[[0, 2]]
+        self._add(self.floor_hits, self._free_rays(eye, world[blocking][:, [0, 2]]))
         self._add(self.obstacle_hits, world[blocking][:, [0, 2]])
         # the agent stands here, so the floor under it is free (it may be hidden below the view)
         r = max(agent_radius, self.cfg.resolution)
         g = np.arange(-r, r + 1e-9, 0.5 * self.cfg.resolution)
         dx, dz = np.meshgrid(g, g)
         inside = dx**2 + dz**2 <= r * r
-        self._add(self.floor_hits, np.array([pose.position[0], pose.position[2]]) + np.stack([dx[inside], dz[inside]], 1))
+        self._add(self.floor_hits, eye + np.stack([dx[inside], dz[inside]], 1))
 
     def mark_bump(self, pose: Pose, reach: float, half_width: float) -> None:
         """A forward step from `pose` did not move the agent: something the depth did not show blocks
         the strip `reach` ahead (habitat explorers keep such a collision map too)."""
-        fwd = np.array([-np.sin(pose.yaw), -np.cos(pose.yaw)])
+        fwd = pose.forward[[0, 2]]
         side = np.array([fwd[1], -fwd[0]])
         lateral = np.arange(-half_width, half_width + 1e-9, 0.5 * self.cfg.resolution)
-        xz = np.array([pose.position[0], pose.position[2]]) + reach * fwd + lateral[:, None] * side
+        xz = pose.xyz[[0, 2]] + reach * fwd + lateral[:, None] * side
         self._add(self.obstacle_hits, xz)
 
     def _free_rays(self, eye_xz: np.ndarray, hit_xz: np.ndarray) -> np.ndarray:
@@ -108,16 +108,26 @@ class OccupancyMap:
         """Known free floor as a NavGrid (unknown is not walkable: pessimistic planning)."""
         return NavGrid(self.state == FREE, (float(self.origin[0]), float(self.origin[1])), self.cfg.resolution, agent_radius)
 
+    def _frontier_labels(self, min_cells: int) -> tuple[np.ndarray, np.ndarray]:
+        """(labels of 8-connected clusters of FREE cells 4-adjacent to UNKNOWN ones, ids of the
+        clusters at least `min_cells` big)."""
+        state = self.state
+        edge = (state == FREE) & ndimage.binary_dilation(state == UNKNOWN, structure=ndimage.generate_binary_structure(2, 1))
+        lab, _ = ndimage.label(edge, structure=np.ones((3, 3), dtype=bool))
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0  # background
+        return lab, np.flatnonzero(sizes >= min_cells)
+
+    def frontier_mask(self, min_cells: int = 3) -> np.ndarray:
+        """(n, n) bool: the cells of every frontier cluster (see `frontiers`)."""
+        lab, keep = self._frontier_labels(min_cells)
+        return np.isin(lab, keep)
+
     def frontiers(self, min_cells: int = 3) -> list[np.ndarray]:
         """Frontier clusters: FREE cells 4-adjacent to UNKNOWN ones, 8-connected, at least `min_cells`
         big. Each is an (N, 2) array of (iz, ix) cells."""
-        state = self.state
-        edge = (state == FREE) & ndimage.binary_dilation(state == UNKNOWN, structure=ndimage.generate_binary_structure(2, 1))
-        lab, n = ndimage.label(edge, structure=np.ones((3, 3), dtype=bool))
-        if n == 0:
-            return []
-        sizes = np.bincount(lab.ravel())
-        return [np.argwhere(lab == k) for k in range(1, n + 1) if sizes[k] >= min_cells]
+        lab, keep = self._frontier_labels(min_cells)
+        return [np.argwhere(lab == k) for k in keep]
 
     def explored_area(self) -> float:
         """Square metres of floor known free."""

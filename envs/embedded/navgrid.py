@@ -19,6 +19,13 @@ from scipy.sparse.csgraph import dijkstra
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
+def grid_cells(xz: np.ndarray, origin: np.ndarray, resolution: float) -> np.ndarray:
+    """(N, 2) world (x, z) -> (N, 2) (row iz, col ix) of a floor grid whose cell [0, 0] has its corner
+    at `origin` (may be outside the grid). Every top-down grid here indexes cells this way."""
+    p = np.floor((np.asarray(xz, dtype=np.float64).reshape(-1, 2) - origin) / resolution).astype(np.int64)
+    return np.stack([p[:, 1], p[:, 0]], axis=1)
+
+
 class NavGrid:
     def __init__(self, free: np.ndarray, origin_xz: tuple[float, float], resolution: float, agent_radius: float) -> None:
         """free: (nz, nx) bool, True where the floor is open (before inflation by the agent radius);
@@ -46,8 +53,7 @@ class NavGrid:
         return math.floor((float(xz[1]) - self._oz) / self.res), math.floor((float(xz[0]) - self._ox) / self.res)
 
     def cells_of(self, xz: np.ndarray) -> np.ndarray:
-        p = np.floor((np.asarray(xz, dtype=np.float64).reshape(-1, 2) - self.origin) / self.res).astype(np.int64)
-        return np.stack([p[:, 1], p[:, 0]], axis=1)
+        return grid_cells(xz, self.origin, self.res)
 
     def cell_centre(self, iz: int, ix: int) -> np.ndarray:
         return self.origin + (np.array([ix, iz], dtype=np.float64) + 0.5) * self.res
