@@ -10,6 +10,7 @@ checkpoint when present, else a randomly initialised tiny config (same cost). Ru
 """
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 import sys
@@ -113,12 +114,12 @@ def bench_train(argv: list[str]) -> dict:
     by torch's FlopCounterMode on a real batch of clips from DIR) and the CPU training rate (forward,
     backward, AdamW), timed interleaved across sizes so load changes hit all of them. This is the
     measured input for compute estimates: samples needed × FLOPs per sample = training FLOPs."""
+    import dataclasses
+
     from torch.utils.flop_counter import FlopCounterMode
 
     from models.clipstore import ClipDataset
-    from models.codecs import TinyAutoencoder
-    from models.pipeline import ImaginationConfig, build_pipeline, shared_minilm, tiny_transformer_config
-    from models.train import ClipEncoder, TrainConfig, _shift, flow_loss, make_batch
+    from models.train import ClipEncoder, TrainConfig, _shift, flow_loss, init_pipeline, make_batch
 
     opts = _options(argv, TRAIN_KEYS)
     if "data" not in opts:
@@ -131,18 +132,14 @@ def bench_train(argv: list[str]) -> dict:
     dataset = ClipDataset(cfg.data)
     # the cost grows with the context, so measure clips that have the context asked for (the trainer
     # uses up to max_context_frames=16)
-    picked = [k for k in range(len(dataset)) if len(dataset[k].context_frames) >= n_ctx][:bs]
+    picked = list(itertools.islice((k for k in range(len(dataset)) if len(dataset[k].context_frames) >= n_ctx), bs))
     if len(picked) < bs:
         raise ValueError(f"only {len(picked)} clips under {cfg.data} have >= {n_ctx} context frames; "
                          f"pass a smaller context_frames= or batch_size=")
-    clip0 = dataset[0]
-    settings = ImaginationConfig(num_frames=len(clip0.target_frames),  # as models.train.init_pipeline
-                                 num_box_frames=clip0.num_box_frames if clip0.mode == "grounding" else 4)
-    torch.manual_seed(seed)
-    codec = TinyAutoencoder()  # FLOPs and speed of the transformer do not depend on the codec's weights
     runs = []
     for size in sizes:
-        pipe = build_pipeline(tiny_transformer_config(**size), codec, shared_minilm(), settings, seed=seed)
+        # the trainer's own tiny init; FLOPs and speed do not depend on the codec's weights
+        pipe = init_pipeline(dataclasses.replace(cfg, codec="random", **size), dataset[0])
         model = pipe.transformer.train()
         rng = np.random.default_rng(seed)
         batch = make_batch(pipe, ClipEncoder(pipe, dataset), picked, cfg, rng)
@@ -175,5 +172,5 @@ def bench_train(argv: list[str]) -> dict:
         r["gflops_per_s"] = round(r["gflops_per_sample"] * bs / sec, 2)
         r["flops_vs_first"] = round(r["gflops_per_sample"] / results[0]["gflops_per_sample"], 3)
     return {"sizes": results, "batch_size": bs, "repeats": repeats, "threads": torch.get_num_threads(),
-            "frames": settings.num_frames, "context_frames": runs[0][2]["num_context_frames"],
-            "resolution": settings.height, "data": cfg.data}
+            "frames": pipe.settings.num_frames, "context_frames": runs[0][2]["num_context_frames"],
+            "resolution": pipe.settings.height, "data": cfg.data}

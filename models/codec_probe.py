@@ -77,13 +77,14 @@ def main(argv: list[str] | None = None) -> dict:
         cfg = CodecProbeConfig(**parse_key_values(CodecProbeConfig, sys.argv[1:] if argv is None else argv, "option"))
     except ValueError as e:
         raise SystemExit(f"models.codec_probe: {e}") from None
-    codec = TinyAutoencoder.from_pretrained(cfg.codec or DEFAULT_CHECKPOINT / "codec", torch_dtype=torch.float32)
+    codec_dir = cfg.codec or str(DEFAULT_CHECKPOINT / "codec")
+    codec = TinyAutoencoder.from_pretrained(codec_dir, torch_dtype=torch.float32)
     views = final_views(ClipDataset(cfg.data))
     if not views:
         raise SystemExit(f"models.codec_probe: no grounding clips with a box under {cfg.data}")
     recall = box_recall_by_size(codec, views, cfg.size_values)
     res = {"box_recall": {str(k): round(v, 3) for k, v in recall.items()}, "clips": len(views), "data": cfg.data,
-           "codec": cfg.codec or str(DEFAULT_CHECKPOINT / "codec")}
+           "codec": codec_dir}
     print(json.dumps(res), flush=True)
     return res
 
