@@ -33,13 +33,19 @@ def episode():
     return task_mod.make_episodes("val", 1, 0)[0]
 
 
-def _look_around(env, episode) -> OccupancyMap:
+def _replay_map(env, episode, actions) -> OccupancyMap:
+    """The map built from the frames seen before each of `actions`, replayed from the episode start
+    (the same map for every strategy: `random` keeps none)."""
     obs = env.reset(episode)
     m = OccupancyMap(MapConfig(), (obs.pose.position[0], obs.pose.position[2]), obs.pose.position[1] - env.cfg.sensor_height)
-    for _ in range(12):
+    for a in actions:
         m.update(obs.depth, obs.pose, intrinsics_of(env), env.cfg.agent_radius)
-        obs = env.step(Action.TURN_LEFT)
+        obs = env.step(a)
     return m
+
+
+def _look_around(env, episode) -> OccupancyMap:
+    return _replay_map(env, episode, [Action.TURN_LEFT] * 12)
 
 
 def _truly_free(env, m: OccupancyMap, cells: np.ndarray) -> np.ndarray:
@@ -84,17 +90,6 @@ def test_a_bump_blocks_the_strip_ahead():
     assert m.state[behind[0, 0], behind[0, 1]] == UNKNOWN
 
 
-def _seen_area(env, episode, actions) -> float:
-    """Floor area (m²) a map built from the episode's frames knows free (the same map for every
-    strategy: `random` keeps none)."""
-    obs = env.reset(episode)
-    m = OccupancyMap(MapConfig(), (obs.pose.position[0], obs.pose.position[2]), obs.pose.position[1] - env.cfg.sensor_height)
-    for a in actions:
-        m.update(obs.depth, obs.pose, intrinsics_of(env), env.cfg.agent_radius)
-        obs = env.step(a)
-    return m.explored_area()
-
-
 def test_frontier_explorer_sees_more_floor_than_a_random_walk(env):
     episode = task_mod.make_episodes("val", 6, 0)[5]  # the target is far: 60 steps only explore
     seen, collisions = {}, {}
@@ -102,7 +97,8 @@ def test_frontier_explorer_sees_more_floor_than_a_random_walk(env):
         planner = make_planner(ExplorePlannerConfig(strategy=strategy, scan_every=1000), env, seed=0)
         res = run_episode(env, planner, episode, max_steps=60, look_around=True)
         assert res.metrics.success == 0.0
-        seen[strategy], collisions[strategy] = _seen_area(env, episode, res.trace.actions), res.metrics.collisions
+        seen[strategy] = _replay_map(env, episode, res.trace.actions).explored_area()
+        collisions[strategy] = res.metrics.collisions
         if strategy == "frontier":
             assert any(p.note.startswith("frontier:") for _, p in res.trace.plans)
             assert planner.map.explored_area() == pytest.approx(seen["frontier"], rel=0.05)
