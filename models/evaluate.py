@@ -34,7 +34,10 @@ Grounding metrics (per video; means over cases):
 Navigation metrics: a smooth random path from the current view (models.data.nav_path, the training
 distribution), given to the model as egocentric waypoints; PSNR / SSIM (Gaussian 11×11, σ 1.5, on
 [0, 255] RGB) of the generated frames against simulator renders at the commanded poses, frames
-1..F−1 (frame 0 is the given current view), averaged per case, then over cases.
+1..F−1 (frame 0 is the given current view; `nav_horizon=H` scores 1..H only, to compare models of
+different clip lengths on a common horizon), averaged per case, then over cases. `psnr_nav_per_frame`
+(and `psnr_<baseline>_per_frame`) is the PSNR per frame index, mean over cases: how fast the
+prediction degrades.
 
 Baselines (same cases, same metrics): `copy_last` (the current view repeated), `first_frame_only`
 (the model with the current view as the only context), `no_context_cfg` (CFG on text/camera only:
@@ -93,6 +96,9 @@ class ImaginationEvalConfig:
     # navigation PSNR/SSIM at this square size (0 = the model's own): set it to compare models that work
     # at different resolutions (their frames are resized to it, the truth is rendered at it)
     score_size: int = 0
+    # navigation PSNR/SSIM over target frames 1..nav_horizon (0 = all of them): set it to compare models
+    # that generate clips of different lengths on a common horizon (later frames are harder to predict)
+    nav_horizon: int = 0
 
     def __post_init__(self) -> None:
         from envs.splits import split_seeds
@@ -107,6 +113,8 @@ class ImaginationEvalConfig:
             raise _error(f"samples must be >= 1, got {self.samples}")
         if self.score_size and not 16 <= self.score_size <= 512:
             raise _error(f"score_size must be 0 (the model's size) or in [16, 512], got {self.score_size}")
+        if self.nav_horizon < 0:
+            raise _error(f"nav_horizon must be >= 0 (0 = every generated frame), got {self.nav_horizon}")
         if self.steps < 0:
             raise _error(f"steps must be >= 0 (0 = checkpoint default), got {self.steps}")
         if self.readback not in ("flow", "flow_planar", "idm"):
@@ -272,6 +280,10 @@ class Evaluator:
         self.cfg, self.pipe, self.world = cfg, pipe, world
         self.size = int(pipe.height)
         self.F, self.nbox = int(pipe.num_frames), int(pipe.num_box_frames)
+        if cfg.nav_horizon > self.F - 1:
+            raise _error(f"nav_horizon={cfg.nav_horizon} is beyond this model's clip: it generates {self.F - 1} frames "
+                         f"after the current view; pass nav_horizon <= {self.F - 1} (or 0 for all)")
+        self.nav_frames = range(1, (cfg.nav_horizon or self.F - 1) + 1)
         self.K = intrinsics_from_hfov(float(pipe.settings.hfov_deg), self.size, self.size)
         self.gen_cfg = ClipGenConfig(out="-", split=cfg.split, size=self.size, render_size=cfg.render_size,
                                      path_frames=self.F - self.nbox, box_frames=self.nbox, nav_frames=self.F,
@@ -457,9 +469,9 @@ class Evaluator:
             s = case.nav_truth_scored.shape[1]
             interp = cv2.INTER_LINEAR if s > video.shape[1] else cv2.INTER_AREA
             video, truth = np.stack([cv2.resize(f, (s, s), interpolation=interp) for f in video]), case.nav_truth_scored
-        ps = [psnr_uint8(video[i], truth[i]) for i in range(1, self.F)]
-        ss = [ssim_uint8(video[i], truth[i]) for i in range(1, self.F)]
-        return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss))}
+        ps = [psnr_uint8(video[i], truth[i]) for i in self.nav_frames]
+        ss = [ssim_uint8(video[i], truth[i]) for i in self.nav_frames]
+        return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_per_frame": ps}
 
 
 def _load_pipeline(cfg: ImaginationEvalConfig) -> Any:
@@ -530,16 +542,23 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
     def mean(m: str, key: str) -> float:
         return float(np.mean([r[key] for r in per[m]]))
 
+    def per_frame(m: str) -> list[float]:
+        """PSNR per target frame index 1..horizon, mean over cases: how fast the prediction degrades."""
+        return [round(float(v), 3) for v in np.mean([r["psnr_per_frame"] for r in per[m]], axis=0)]
+
     out: dict[str, Any] = {}
     for key in ("IF", "IF_box", "IF_sd", "IF_sd01", "SD", "IF_readback", "box_found", "readback_confidence"):
         out[key] = mean("model", key)
     if cfg.navigation:
         out["psnr_nav"], out["ssim_nav"] = mean("model", "psnr"), mean("model", "ssim")
+        out["psnr_nav_per_frame"] = per_frame("model")
+        out["nav_horizon"] = len(ev.nav_frames)
     for m in methods[1:]:
         for key in ("IF", "IF_box", "IF_sd", "SD", "IF_readback"):
             out[f"{key}_{m}"] = mean(m, key)
         if cfg.navigation:
             out[f"psnr_{m}"], out[f"ssim_{m}"] = mean(m, "psnr"), mean(m, "ssim")
+            out[f"psnr_{m}_per_frame"] = per_frame(m)
     if any_if:
         out["IF_any"] = float(np.mean(any_if))
     out.update(episodes=len(per["model"]), skipped=skipped, target_in_context=float(np.mean(seen)),

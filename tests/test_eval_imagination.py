@@ -106,5 +106,29 @@ def test_score_size_scores_navigation_at_a_common_resolution():
     up = evaluate(ImaginationEvalConfig(**common, score_size=128), pipe=pipe, progress=False)
     assert own["IF_oracle"] == up["IF_oracle"] == 1.0  # grounding metrics do not depend on it
     assert up["psnr_oracle"] < own["psnr_oracle"] - 0.5
+    assert len(own["psnr_oracle_per_frame"]) == int(pipe.num_frames) - 1
+    assert np.mean(own["psnr_oracle_per_frame"]) == pytest.approx(own["psnr_oracle"], abs=1e-3)
     with pytest.raises(ValueError, match="score_size"):
         ImaginationEvalConfig(score_size=8)
+
+
+def test_nav_horizon_scores_a_common_prefix_of_frames():
+    """nav_horizon scores frames 1..H only, so models that generate clips of different lengths are
+    compared on the same horizon; the per-frame curve is the same frames either way."""
+    from models.evaluate import Evaluator, evaluate
+    from models.pipeline import tiny_pipeline
+
+    pipe = tiny_pipeline(seed=0)
+    common = dict(episodes=1, steps=1, seed=0, baselines="none")
+    full = evaluate(ImaginationEvalConfig(**common), pipe=pipe, progress=False)
+    short = evaluate(ImaginationEvalConfig(**common, nav_horizon=2), pipe=pipe, progress=False)
+    F = int(pipe.num_frames)
+    assert full["nav_horizon"] == len(full["psnr_nav_per_frame"]) == F - 1
+    assert short["nav_horizon"] == len(short["psnr_nav_per_frame"]) == 2
+    assert short["psnr_nav_per_frame"] == full["psnr_nav_per_frame"][:2]
+    assert short["psnr_nav"] == pytest.approx(np.mean(short["psnr_nav_per_frame"]), abs=1e-3)
+    assert full["psnr_nav"] == pytest.approx(np.mean(full["psnr_nav_per_frame"]), abs=1e-3)
+    with pytest.raises(ValueError, match="nav_horizon"):
+        ImaginationEvalConfig(nav_horizon=-1)
+    with pytest.raises(ValueError, match=f"nav_horizon <= {F - 1}"):
+        Evaluator(ImaginationEvalConfig(nav_horizon=F), pipe, world=None)
