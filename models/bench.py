@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 KEYS = ("frames", "context_frames", "steps", "repeats", "threads", "seed", "guidance_scale", "checkpoint")
-TRAIN_KEYS = ("data", "sizes", "batch_size", "context_frames", "repeats", "threads", "seed")
+TRAIN_KEYS = ("data", "sizes", "batch_size", "context_frames", "repeats", "threads", "seed", "resolution")
 
 
 def _options(argv: list[str], keys: tuple[str, ...]) -> dict[str, str]:
@@ -109,11 +109,12 @@ def parse_size(spec: str) -> dict[str, int]:
 
 
 def bench_train(argv: list[str]) -> dict:
-    """`python -m v4s_agent.bench train data=DIR sizes=L2H3F512,L4H3F576 [batch_size=4 context_frames=16 repeats=5]`:
-    per transformer size, the parameters, the FLOPs of one training sample (forward + backward, counted
-    by torch's FlopCounterMode on a real batch of clips from DIR) and the CPU training rate (forward,
-    backward, AdamW), timed interleaved across sizes so load changes hit all of them. This is the
-    measured input for compute estimates: samples needed × FLOPs per sample = training FLOPs."""
+    """`python -m v4s_agent.bench train data=DIR[,DIR...] sizes=L2H3F512,L4H3F576 [batch_size=4 context_frames=16
+    resolution=0 repeats=5]`: per data folder (clip length) and transformer size, the parameters, the FLOPs of
+    one training sample (forward + backward, counted by torch's FlopCounterMode on a real batch of clips
+    from DIR) and the CPU training rate (forward, backward, AdamW), timed interleaved across all of them
+    so load changes hit each alike. This is the measured input for compute estimates: samples needed ×
+    FLOPs per sample = training FLOPs."""
     import dataclasses
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -123,28 +124,31 @@ def bench_train(argv: list[str]) -> dict:
 
     opts = _options(argv, TRAIN_KEYS)
     if "data" not in opts:
-        raise ValueError("data=DIR is required (clip shards, e.g. runs/data/val written by models.data)")
+        raise ValueError("data=DIR is required (clip shards, e.g. runs/data/val written by models.data; "
+                         "a comma list compares clip lengths)")
     sizes = [parse_size(s) for s in opts.get("sizes", "L2H3F512,L4H3F576").split(",")]
     bs, repeats, seed = int(opts.get("batch_size", 4)), int(opts.get("repeats", 5)), int(opts.get("seed", 0))
     torch.set_num_threads(int(opts.get("threads", 1)))
     n_ctx = int(opts.get("context_frames", 16))
-    cfg = TrainConfig(data=opts["data"], out="-", batch_size=bs, seed=seed, max_context_frames=n_ctx)
-    dataset = ClipDataset(cfg.data)
-    # the cost grows with the context, so measure clips that have the context asked for (the trainer
-    # uses up to max_context_frames=16)
-    picked = list(itertools.islice((k for k in range(len(dataset)) if len(dataset[k].context_frames) >= n_ctx), bs))
-    if len(picked) < bs:
-        raise ValueError(f"only {len(picked)} clips under {cfg.data} have >= {n_ctx} context frames; "
-                         f"pass a smaller context_frames= or batch_size=")
     runs = []
-    for size in sizes:
-        # the trainer's own tiny init; FLOPs and speed do not depend on the codec's weights
-        pipe = init_pipeline(dataclasses.replace(cfg, codec="random", **size), dataset[0])
-        model = pipe.transformer.train()
-        rng = np.random.default_rng(seed)
-        batch = make_batch(pipe, ClipEncoder(pipe, dataset), picked, cfg, rng)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        runs.append((size, model, batch, opt))
+    for data in opts["data"].split(","):
+        cfg = TrainConfig(data=data, out="-", batch_size=bs, seed=seed, max_context_frames=n_ctx,
+                          resolution=int(opts.get("resolution", 0)))
+        dataset = ClipDataset(cfg.data)
+        # the cost grows with the context, so measure clips that have the context asked for (the trainer
+        # uses up to max_context_frames=16)
+        picked = list(itertools.islice((k for k in range(len(dataset)) if len(dataset[k].context_frames) >= n_ctx), bs))
+        if len(picked) < bs:
+            raise ValueError(f"only {len(picked)} clips under {cfg.data} have >= {n_ctx} context frames; "
+                             f"pass a smaller context_frames= or batch_size=")
+        for size in sizes:
+            # the trainer's own tiny init; FLOPs and speed do not depend on the codec's weights
+            pipe = init_pipeline(dataclasses.replace(cfg, codec="random", **size), dataset[0])
+            model = pipe.transformer.train()
+            rng = np.random.default_rng(seed)
+            batch = make_batch(pipe, ClipEncoder(pipe, dataset), picked, cfg, rng)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            runs.append((size, model, batch, opt, {"data": data, "frames": pipe.settings.num_frames}))
     shift = _shift(pipe)  # the scheduler's, the same for every size
 
     def step(model, batch, opt) -> None:
@@ -154,15 +158,15 @@ def bench_train(argv: list[str]) -> dict:
         opt.zero_grad(set_to_none=True)
 
     results = []
-    for size, model, batch, opt in runs:
+    for size, model, batch, opt, about in runs:
         with FlopCounterMode(display=False) as counter:
             step(model, batch, opt)  # also the warm-up
         results.append({"size": "L{num_layers}H{num_attention_heads}F{ffn_dim}".format(**size),
                         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
                         "gflops_per_sample": round(counter.get_total_flops() / len(batch["x0"]) / 1e9, 3),
-                        "seconds": []})
+                        **about, "seconds": []})
     for _ in range(repeats):
-        for r, (_, model, batch, opt) in zip(results, runs):
+        for r, (_, model, batch, opt, _) in zip(results, runs):
             t = time.perf_counter()
             step(model, batch, opt)
             r["seconds"].append(time.perf_counter() - t)
@@ -172,5 +176,4 @@ def bench_train(argv: list[str]) -> dict:
         r["gflops_per_s"] = round(r["gflops_per_sample"] * bs / sec, 2)
         r["flops_vs_first"] = round(r["gflops_per_sample"] / results[0]["gflops_per_sample"], 3)
     return {"sizes": results, "batch_size": bs, "repeats": repeats, "threads": torch.get_num_threads(),
-            "frames": pipe.settings.num_frames, "context_frames": runs[0][2]["num_context_frames"],
-            "resolution": pipe.settings.height, "data": cfg.data}
+            "context_frames": runs[0][2]["num_context_frames"], "resolution": pipe.settings.height}

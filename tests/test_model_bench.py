@@ -17,11 +17,12 @@ def test_bench_generate_reports_contract_keys():
         bench_generate(["stepz=2"])
 
 
-def test_bench_train_counts_flops_per_size(tmp_path):
+def test_bench_train_counts_flops_per_size(tmp_path_factory):
     from models.bench import bench_train, parse_size
     from models.clipstore import write_shard
     from models.testing import make_clips
 
+    tmp_path, long_dir = tmp_path_factory.mktemp("short"), tmp_path_factory.mktemp("long")
     write_shard(make_clips(2, num_frames=6, num_box_frames=2, num_context=4), tmp_path / "s0")
     r = bench_train([f"data={tmp_path}", "sizes=L1H2F128,L2H2F128", "batch_size=2", "context_frames=4", "repeats=1"])
     one, two = r["sizes"]
@@ -30,7 +31,14 @@ def test_bench_train_counts_flops_per_size(tmp_path):
     # twice the blocks: nearly twice the FLOPs (embeddings and the output head are shared costs)
     assert 1.5 < two["flops_vs_first"] < 2.0 and one["flops_vs_first"] == 1.0
     assert one["samples_per_s"] > 0 and two["gflops_per_s"] > 0
-    assert (r["frames"], r["context_frames"], r["batch_size"]) == (6, 4, 2)
+    assert (one["frames"], r["context_frames"], r["batch_size"]) == (6, 4, 2)
+    # a comma list of data folders compares clip lengths: longer clips, more tokens, more FLOPs
+    write_shard(make_clips(2, num_frames=10, num_box_frames=2, num_context=4), long_dir / "s0")
+    r = bench_train([f"data={tmp_path},{long_dir}", "sizes=L1H2F128", "batch_size=2", "context_frames=4",
+                     "repeats=1", "resolution=32"])
+    short, long = r["sizes"]
+    assert (short["frames"], long["frames"], r["resolution"]) == (6, 10, 32)
+    assert long["data"] == str(long_dir) and long["flops_vs_first"] > 1.1
     assert parse_size("l4h6f1152") == {"num_layers": 4, "num_attention_heads": 6, "ffn_dim": 1152}
     with pytest.raises(ValueError, match="LxHyFz"):
         parse_size("4x6x1152")
