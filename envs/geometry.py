@@ -51,6 +51,11 @@ def wrap_angle(a):
     return (a + np.pi) % (2 * np.pi) - np.pi
 
 
+def yaw_towards(dx: float, dz: float) -> float:
+    """Habitat yaw that looks along the floor direction (dx, dz): forward is (-sin yaw, -cos yaw)."""
+    return math.atan2(-dx, -dz)
+
+
 def relative_pose(ref: Pose, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
     """Egocentric waypoint of `pose` seen from `ref`: (dt (3,) metres in ref's camera frame,
     dr = (dyaw, dpitch, droll) radians). Inverse of `apply_relative`."""

@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from envs.config import parse_key_values
-from envs.geometry import pose_to_matrix, wrap_angle
+from envs.geometry import pose_to_matrix, wrap_angle, yaw_towards
 from envs.splits import split_seeds
 from envs.types import Box2D, Pose
 from models.types import Clip, draw_red_box, grounding_instruction
@@ -167,7 +167,7 @@ def _keyframes(start: Pose, route_xz: np.ndarray, end: Pose, turn_cost: float
         d = b - a
         if np.hypot(*d) < 1e-6:
             continue
-        heading = float(math.atan2(-d[0], -d[1]))
+        heading = yaw_towards(d[0], d[1])
         keys.append((a, heading, 0.0))
         keys.append((b, heading, 0.0))
     keys.append((pts[-1], end.yaw, end.pitch))
@@ -229,7 +229,7 @@ def cut_polyline(pts: np.ndarray, length: float) -> tuple[np.ndarray, float]:
         seg = float(np.hypot(*d))
         if seg < 1e-9:
             continue
-        heading = float(math.atan2(-d[0], -d[1]))
+        heading = yaw_towards(d[0], d[1])
         if seg >= left:
             out.append(a + d * (left / seg))
             return np.stack(out), heading

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from envs.geometry import backproject_depth, pose_to_matrix, wrap_angle
+from envs.geometry import backproject_depth, pose_to_matrix, wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Pose
 from planners.readback.path import PathEstimate
 from planners.readback.target import target_centred, target_distance
@@ -37,11 +37,6 @@ class ControlConfig:
             raise ValueError(f"max_actions must be >= 1, got {self.max_actions}")
 
 
-def _heading_to(x: float, z: float, tx: float, tz: float) -> float:
-    """Habitat yaw that looks from (x, z) towards (tx, tz): forward is (-sin yaw, -cos yaw)."""
-    return math.atan2(-(tx - x), -(tz - z))
-
-
 def _track(x: float, z: float, yaw: float, targets: list[tuple[float, float]], final_yaw: float | None,
            cfg: ControlConfig) -> list[Action]:
     """Greedy waypoint tracker on the discrete state; returns the actions (no STOP)."""
@@ -62,7 +57,7 @@ def _track(x: float, z: float, yaw: float, targets: list[tuple[float, float]], f
             dist = math.hypot(tx - x, tz - z)
             if dist <= step / 2:
                 break
-            turn_towards(_heading_to(x, z, tx, tz))
+            turn_towards(yaw_towards(tx - x, tz - z))
             nx, nz = x - step * math.sin(yaw), z - step * math.cos(yaw)
             if math.hypot(tx - nx, tz - nz) >= dist:  # a step would not help: close enough
                 break

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from envs.base import NavEnv, intrinsics_of
-from envs.geometry import wrap_angle
+from envs.geometry import wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Episode, Observation, Pose
 from planners.base import (
     Plan,
@@ -199,7 +199,7 @@ class ExplorePlanner:
         if len(far) == 0:
             return []
         d = path[far[0]] - here
-        err = float(wrap_angle(math.atan2(-d[0], -d[1]) - obs.pose.yaw))  # forward is (-sin yaw, -cos yaw)
+        err = float(wrap_angle(yaw_towards(d[0], d[1]) - obs.pose.yaw))
         if abs(err) > FORWARD_TOLERANCE * math.radians(self.motion.turn_deg):
             return [Action.TURN_LEFT if err > 0 else Action.TURN_RIGHT]
         if step_is_free(obs.depth, self.K, self.motion, self.cfg.agent_radius):

@@ -25,7 +25,7 @@ from envs.embedded.navgrid import NavGrid  # noqa: E402
 from envs.embedded.render import GLRenderer  # noqa: E402
 from envs.embedded.scene import SceneSpec  # noqa: E402
 from envs.embedded.task import ObjectNavMeasures, goal_view_points, make_episode, reachable_targets  # noqa: E402
-from envs.geometry import intrinsics_from_hfov, wrap_angle  # noqa: E402
+from envs.geometry import intrinsics_from_hfov, wrap_angle, yaw_towards  # noqa: E402
 from envs.splits import split_seeds  # noqa: E402
 from envs.types import Action, Box2D, Episode, EpisodeMetrics, Observation, Pose  # noqa: E402
 from models.types import grounding_instruction  # noqa: E402
@@ -212,7 +212,7 @@ class EmbeddedWorld(EpisodeBookkeeping):
             path = self.navgrid.shortest_path(from_xz, vp, simplify=False)
             target = path[-1] if len(path) else vp[int(np.argmin(np.linalg.norm(vp - np.asarray(from_xz)[:2], axis=1)))]
         dx, dz = obj.position[0] - target[0], obj.position[2] - target[1]
-        yaw = math.atan2(-dx, -dz)
+        yaw = yaw_towards(dx, dz)
         pit = math.atan2(obj.position[1] - self.cfg.sensor_height, math.hypot(dx, dz)) if pitch else 0.0
         return Pose((float(target[0]), float(self.cfg.sensor_height), float(target[1])), yaw, pit)
 

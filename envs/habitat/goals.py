@@ -129,7 +129,9 @@ def look_at_pose(floor_point, target, sensor_height: float) -> Pose:
     """Camera `sensor_height` above a floor point, yawed to face the target, level (agents start level)."""
     cam = np.asarray(floor_point, dtype=np.float64) + np.array([0.0, sensor_height, 0.0])
     d = np.asarray(target, dtype=np.float64) - cam
-    return Pose(tuple(float(v) for v in cam), float(math.atan2(-d[0], -d[2])), 0.0)
+    from envs.geometry import yaw_towards
+
+    return Pose(tuple(float(v) for v in cam), yaw_towards(d[0], d[2]), 0.0)
 
 
 def visible_in_depth(depth: np.ndarray, K: np.ndarray, pose: Pose, points: np.ndarray,
