@@ -283,7 +283,7 @@ class Evaluator:
         if cfg.nav_horizon > self.F - 1:
             raise _error(f"nav_horizon={cfg.nav_horizon} is beyond this model's clip: it generates {self.F - 1} frames "
                          f"after the current view; pass nav_horizon <= {self.F - 1} (or 0 for all)")
-        self.nav_frames = range(1, (cfg.nav_horizon or self.F - 1) + 1)
+        self.scored_frames = range(1, (cfg.nav_horizon or self.F - 1) + 1)
         self.K = intrinsics_from_hfov(float(pipe.settings.hfov_deg), self.size, self.size)
         self.gen_cfg = ClipGenConfig(out="-", split=cfg.split, size=self.size, render_size=cfg.render_size,
                                      path_frames=self.F - self.nbox, box_frames=self.nbox, nav_frames=self.F,
@@ -469,8 +469,8 @@ class Evaluator:
             s = case.nav_truth_scored.shape[1]
             interp = cv2.INTER_LINEAR if s > video.shape[1] else cv2.INTER_AREA
             video, truth = np.stack([cv2.resize(f, (s, s), interpolation=interp) for f in video]), case.nav_truth_scored
-        ps = [psnr_uint8(video[i], truth[i]) for i in self.nav_frames]
-        ss = [ssim_uint8(video[i], truth[i]) for i in self.nav_frames]
+        ps = [psnr_uint8(video[i], truth[i]) for i in self.scored_frames]
+        ss = [ssim_uint8(video[i], truth[i]) for i in self.scored_frames]
         return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_per_frame": ps}
 
 
@@ -552,7 +552,7 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
     if cfg.navigation:
         out["psnr_nav"], out["ssim_nav"] = mean("model", "psnr"), mean("model", "ssim")
         out["psnr_nav_per_frame"] = per_frame("model")
-        out["nav_horizon"] = len(ev.nav_frames)
+        out["nav_horizon"] = len(ev.scored_frames)
     for m in methods[1:]:
         for key in ("IF", "IF_box", "IF_sd", "SD", "IF_readback"):
             out[f"{key}_{m}"] = mean(m, key)

@@ -22,9 +22,9 @@ def test_bench_train_counts_flops_per_size(tmp_path_factory):
     from models.clipstore import write_shard
     from models.testing import make_clips
 
-    tmp_path, long_dir = tmp_path_factory.mktemp("short"), tmp_path_factory.mktemp("long")
-    write_shard(make_clips(2, num_frames=6, num_box_frames=2, num_context=4), tmp_path / "s0")
-    r = bench_train([f"data={tmp_path}", "sizes=L1H2F128,L2H2F128", "batch_size=2", "context_frames=4", "repeats=1"])
+    short_dir, long_dir = tmp_path_factory.mktemp("short"), tmp_path_factory.mktemp("long")
+    write_shard(make_clips(2, num_frames=6, num_box_frames=2, num_context=4), short_dir / "s0")
+    r = bench_train([f"data={short_dir}", "sizes=L1H2F128,L2H2F128", "batch_size=2", "context_frames=4", "repeats=1"])
     one, two = r["sizes"]
     assert (one["size"], two["size"]) == ("L1H2F128", "L2H2F128")
     assert two["params_m"] > one["params_m"] > 0
@@ -34,7 +34,7 @@ def test_bench_train_counts_flops_per_size(tmp_path_factory):
     assert (one["frames"], r["context_frames"], r["batch_size"]) == (6, 4, 2)
     # a comma list of data folders compares clip lengths: longer clips, more tokens, more FLOPs
     write_shard(make_clips(2, num_frames=10, num_box_frames=2, num_context=4), long_dir / "s0")
-    r = bench_train([f"data={tmp_path},{long_dir}", "sizes=L1H2F128", "batch_size=2", "context_frames=4",
+    r = bench_train([f"data={short_dir},{long_dir}", "sizes=L1H2F128", "batch_size=2", "context_frames=4",
                      "repeats=1", "resolution=32"])
     short, long = r["sizes"]
     assert (short["frames"], long["frames"], r["resolution"]) == (6, 10, 32)
@@ -43,6 +43,6 @@ def test_bench_train_counts_flops_per_size(tmp_path_factory):
     with pytest.raises(ValueError, match="LxHyFz"):
         parse_size("4x6x1152")
     with pytest.raises(ValueError, match="have >= 5 context frames"):
-        bench_train([f"data={tmp_path}", "context_frames=5"])
+        bench_train([f"data={short_dir}", "context_frames=5"])
     with pytest.raises(ValueError, match="data=DIR is required"):
         bench_train(["sizes=L1H2F128"])
