@@ -12,6 +12,15 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+
+class ConfigError(ValueError):
+    """A bad value in a config: the message is one line naming the key and the fix."""
+
+
+def check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
 # Keys a Hydra group file may carry besides the dataclass fields (the group's own name).
 IGNORED_KEYS = frozenset({"name", "_target_"})
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from envs.types import Pose
+from envs.types import Box2D, Pose
 
 
 def intrinsics_from_hfov(hfov_deg: float, width: int, height: int) -> np.ndarray:
@@ -109,3 +109,14 @@ def plucker_rays(poses_c2w: np.ndarray, K: np.ndarray, height: int, width: int) 
         out[i, :3] = d.transpose(2, 0, 1)
         out[i, 3:] = np.cross(o, d).transpose(2, 0, 1)
     return out
+
+
+def target_centred(box: Box2D, width: int, height: int, gamma: float = 0.6) -> bool:
+    """The paper's IF criterion (Video4Spatial, Sec. 4): the box centre is within gamma/2 of the
+    *box's* width and height from the frame centre: |x - W/2| <= gamma/2 * box_w, likewise y."""
+    if not (0.0 < gamma <= 2.0):
+        raise ValueError(f"gamma must be in (0, 2], got {gamma}; the paper uses 0.6")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"frame size must be positive, got {width}x{height}")
+    x, y = box.center
+    return abs(x - width / 2.0) <= gamma / 2.0 * box.width and abs(y - height / 2.0) <= gamma / 2.0 * box.height

@@ -49,8 +49,9 @@ def bench_generate(argv: list[str]) -> dict:
     if threads > 0:
         torch.set_num_threads(threads)
 
+    from envs.instructions import grounding_instruction
     from models.pipeline import DEFAULT_CHECKPOINT, load_default_pipeline, tiny_pipeline
-    from models.types import VideoContext, grounding_instruction
+    from models.types import VideoContext
 
     if ckpt == "random" or (ckpt == "default" and not (DEFAULT_CHECKPOINT / "model_index.json").exists()):
         pipe, source = tiny_pipeline(seed=seed), "random-tiny"

@@ -52,7 +52,7 @@ def final_views(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def box_recall_by_size(codec, views: list[tuple[np.ndarray, np.ndarray]], sizes: list[int]) -> dict[int, float]:
     from models.codec_train import box_recall
-    from models.types import draw_red_box
+    from models.red_box import draw_red_box
 
     result = {}
     for size in sizes:

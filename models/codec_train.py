@@ -36,7 +36,7 @@ from models.codecs import (
 )
 from models.conditioning import resize_frames
 from models.pipeline import TINY_CODEC_CHECKPOINT
-from models.types import draw_red_box
+from models.red_box import draw_red_box
 
 
 def render_frames(split: str, scenes: int, per_scene: int, size: int = 64, seed: int = 0,
@@ -91,7 +91,7 @@ def box_recall(codec: TinyAutoencoder, boxed: list[tuple[np.ndarray, np.ndarray]
     """Share of red-box frames whose box `detect_red_box` finds after one codec round trip, on the
     true box (IoU >= 0.3): the codec's part of the IF_box metric."""
     from envs.types import Box2D
-    from planners.readback.box import detect_red_box
+    from models.red_box import detect_red_box
 
     if not boxed:
         return float("nan")

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from models.types import redness
+from models.red_box import redness
 
 
 class LatentCodec:
@@ -189,7 +189,7 @@ def synthetic_frames(n: int, size: int = 64, seed: int = 0) -> np.ndarray:
             col = rng.integers(0, 256, 3)
             img[y0:y1, x0:x1] = col * (0.7 + 0.3 * rng.random())
         if rng.random() < 0.3:
-            from models.types import draw_red_box
+            from models.red_box import draw_red_box
 
             x0, y0 = rng.integers(0, size // 2, 2)
             img = draw_red_box(np.clip(img, 0, 255).astype(np.uint8), (x0, y0, x0 + rng.integers(8, size // 2),

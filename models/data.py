@@ -3,7 +3,7 @@ of ScanNet++ + Qwen3-VL).
 
 Every clip starts at a *station*: what an agent would have in memory when it asks the model to
 imagine. The source stream is a look-around at a pose P0 (initial view + 12 × 30° left turns, as
-`v4s_agent.memory.look_around_actions` does, source indices 0..12) and, half of the time, the frames
+`models.memory.look_around_actions` does, source indices 0..12) and, half of the time, the frames
 of a walk from P0 toward the target (one per 0.25 m / 30°, like the controller's actions), as in the
 receding-horizon loop where memory holds the way so far. The context is a sparse subset of that
 stream with its source indices — the agent's farthest-point pose-coverage pick
@@ -50,14 +50,16 @@ import numpy as np
 
 from envs.config import parse_key_values
 from envs.geometry import pose_to_matrix, wrap_angle, yaw_towards
+from envs.instructions import grounding_instruction
 from envs.splits import split_seeds
 from envs.types import Box2D, Pose
-from models.types import Clip, draw_red_box, grounding_instruction
+from models.red_box import draw_red_box
+from models.types import Clip
 
 TURN_COST_M_PER_RAD = 0.3  # a turn in place gets frames too: 1 rad of turning "costs" 0.3 m of walking
 WALK_STEP_M = 0.25  # agent frames while walking: one per Habitat MOVE_FORWARD (0.25 m) ...
 WALK_TURN_RAD = math.radians(30.0)  # ... or TURN (30°)
-LOOKAROUND_TURNS = 12  # 12 × 30° = a full turn (v4s_agent.memory.look_around_actions)
+LOOKAROUND_TURNS = 12  # 12 × 30° = a full turn (models.memory.look_around_actions)
 
 
 @dataclass
@@ -295,8 +297,8 @@ def scale_box(box: Box2D, factor: float) -> Box2D:
 
 
 def centred(box: Box2D, width: int, height: int, gamma: float = 0.6) -> bool:
-    """The paper's IF criterion (one definition: planners.readback.target.target_centred)."""
-    from planners.readback.target import target_centred
+    """The paper's IF criterion (one definition: envs.geometry.target_centred)."""
+    from envs.geometry import target_centred
 
     return target_centred(box, width, height, gamma)
 
@@ -442,7 +444,7 @@ def select_context(station: Station, rng: np.random.Generator, cfg: ClipGenConfi
     n_src = len(station.poses)
     if rng.random() < cfg.fps_context_prob:
         from envs.types import Observation
-        from v4s_agent.memory import Memory, MemoryConfig
+        from models.memory import Memory, MemoryConfig
 
         mem = Memory(MemoryConfig(max_context=cfg.context_frames))
         for f, p in zip(station.frames, station.poses):

@@ -255,7 +255,7 @@ class ImaginationPipeline(DiffusionPipeline):
             camera = self.camera_for(relative_to_first(waypoints_to_c2w(waypoints)), s.num_frames)
         else:
             if not isinstance(instruction, str) or not instruction.strip():
-                raise ValueError("grounding needs a non-empty instruction string (see models.types.grounding_instruction)")
+                raise ValueError("grounding needs a non-empty instruction string (see envs.instructions.grounding_instruction)")
             mode, prompt = "grounding", instruction
             camera = self.camera_for(None, s.num_frames)
         text = self.text_encoder.encode([prompt])

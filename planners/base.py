@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
+from omegaconf import MISSING
 
+from envs.config import check
 from envs.types import Action, Box2D, Episode, Observation, Pose
 from models.types import ImaginedVideo, VideoContext
 
-if TYPE_CHECKING:  # the memory module is another engineer's; only its two methods are used here
-    from v4s_agent.memory import Memory
+if TYPE_CHECKING:
+    from models.memory import Memory
 
 
 class PlannerError(RuntimeError):
@@ -73,6 +75,25 @@ class Planner(Protocol):
     def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None: ...
 
     def plan(self, obs: Observation, memory: Memory) -> Plan: ...
+
+
+@dataclass
+class PlannerConfig:
+    """Fields every planner shares."""
+
+    name: str = MISSING
+    gamma: float = 0.6  # centring tolerance (paper's IF: |x - x*| <= gamma/2 * W)
+    stop_distance: float = 1.0  # metres, by depth inside the target box
+    agent_radius: float = 0.18  # metres, for the collision check of read-back paths
+    context_frames: int = 8  # frames the memory hands to the imagination
+    min_clearance: float = 0.45  # metres of free depth ahead required to step forward
+
+    def __post_init__(self) -> None:
+        check(0.0 < self.gamma <= 1.0, f"planner.gamma must be in (0, 1], got {self.gamma}")
+        check(self.stop_distance > 0, f"planner.stop_distance must be > 0 metres, got {self.stop_distance}")
+        check(self.agent_radius >= 0, f"planner.agent_radius must be >= 0, got {self.agent_radius}")
+        check(self.context_frames >= 1, f"planner.context_frames must be >= 1, got {self.context_frames}")
+        check(self.min_clearance > 0, f"planner.min_clearance must be > 0 metres, got {self.min_clearance}")
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -139,7 +160,7 @@ def box_depth(box: Box2D, depth: np.ndarray | None) -> float:
 def is_centred(box: Box2D, width: int, height: int, gamma: float, vertical: bool = False) -> bool:
     """The agent's centring rule for STOP: |x - W/2| <= gamma/2 * W of the *frame* (and the same for
     y when `vertical`). This is a control rule, deliberately looser than the IF metric
-    (planners.readback.target.target_centred, the paper's box-relative test used by the evals):
+    (envs.geometry.target_centred, the paper's box-relative test used by the evals):
     with 30-degree turns a small box can never get within a fraction of its own width of the centre,
     and ObjectNav success is judged by the env's view points, not by centring. Objects on the floor
     sit below the centre of a 0.88 m high camera at 1 m, so the vertical test is off by default (no

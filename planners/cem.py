@@ -12,16 +12,19 @@ waypoints (F, 6) by walking the segments at constant speed.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from envs.base import NavEnv, intrinsics_of
+from envs.config import check
 from envs.geometry import apply_relative, intrinsics_from_hfov, matrix_to_pose, pose_to_matrix
 from envs.types import Action, Episode, Observation, Pose
 from models.types import Imagination
 from planners.base import (
     Plan,
+    PlannerConfig,
     SampleDebug,
     Timer,
     approach_box_actions,
@@ -38,10 +41,33 @@ from planners.base import (
 from planners.grounding import NEAR_YAW, instruction_for, read_back_path, trim_box_frames
 
 if TYPE_CHECKING:
-    from v4s_agent.config import CEMPlannerConfig
-    from v4s_agent.memory import Memory
+    from models.memory import Memory
 
 POSE_WEIGHT = 0.1  # score units per metre / radian of end-pose disagreement with the grounded path
+
+
+@dataclass
+class CEMPlannerConfig(PlannerConfig):
+    """NWM-style cross-entropy search over pose paths imagined in navigation mode."""
+
+    name: str = "cem"
+    num_candidates: int = 4
+    num_elites: int = 2
+    iterations: int = 2
+    horizon_m: float = 1.5  # total forward motion of a candidate path, at most
+    max_turn_deg: float = 90.0
+    ground_samples: int = 1  # grounding videos that give the goal view and box
+    execute_steps: int = 6
+    min_box_score: float = 0.3
+    max_failures: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.num_candidates >= 2, f"planner.num_candidates must be >= 2, got {self.num_candidates}")
+        check(1 <= self.num_elites <= self.num_candidates, "planner.num_elites must be in [1, num_candidates]")
+        check(self.iterations >= 1, f"planner.iterations must be >= 1, got {self.iterations}")
+        check(self.horizon_m > 0, f"planner.horizon_m must be > 0, got {self.horizon_m}")
+        check(self.execute_steps >= 1, f"planner.execute_steps must be >= 1, got {self.execute_steps}")
 
 
 def params_to_waypoints(p: np.ndarray, n: int) -> np.ndarray:
@@ -111,7 +137,7 @@ class CEMPlanner:
             plan.note = f"{why}; replanning with a new seed"
 
     def _plan_into(self, plan: Plan, obs: Observation, memory: Memory) -> None:
-        from planners.readback.box import detect_red_box
+        from models.red_box import detect_red_box
 
         img, cfg = self.imagination, self.cfg
         ctx = memory.select_context(min(cfg.context_frames, memory.cfg.max_context), size=(img.height, img.width))

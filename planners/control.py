@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from envs.geometry import backproject_depth, pose_to_matrix, wrap_angle, yaw_towards
+from envs.geometry import backproject_depth, pose_to_matrix, target_centred, wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Pose
 from planners.readback.path import PathEstimate
-from planners.readback.target import target_centred, target_distance
+from planners.readback.target import target_distance
 
 
 @dataclass(frozen=True)

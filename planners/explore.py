@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from envs.base import NavEnv, intrinsics_of
+from envs.config import check
 from envs.geometry import wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Episode, Observation, Pose
 from planners.base import (
     Plan,
+    PlannerConfig,
     Timer,
     approach_box_actions,
     is_centred,
@@ -33,8 +36,7 @@ from planners.base import (
 from planners.occupancy import MapConfig, OccupancyMap
 
 if TYPE_CHECKING:
-    from v4s_agent.config import ExplorePlannerConfig
-    from v4s_agent.memory import Memory
+    from models.memory import Memory
 
 GOAL_REACH_M = 0.4  # a frontier goal is a navigable cell this close to a frontier cell
 REACHED_M = 0.3  # the agent is at its frontier goal
@@ -42,6 +44,19 @@ TARGET_FRONTIER_M = 2.5  # a seen target with no known way to it: frontiers this
 MAP_IMAGE_EVERY = 10  # plans between map images in the recording
 FORWARD_TOLERANCE = 0.75  # step forward when the bearing is within this many turn angles
 SET_ASIDE_M = 1.0  # radius of frontier goals set aside around a reached or unreachable goal
+
+
+@dataclass
+class ExplorePlannerConfig(PlannerConfig):
+    """No imagination: frontier/random exploration; go to the target once it is seen."""
+
+    name: str = "explore"
+    strategy: str = "frontier"  # frontier | random
+    scan_every: int = 24  # steps between 360-degree scans
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.strategy in ("frontier", "random"), f"planner.strategy must be frontier | random, got {self.strategy!r}")
 
 
 def column_clearance(depth: np.ndarray, u_centre: float, half_width: int) -> float:

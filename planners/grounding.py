@@ -12,16 +12,20 @@ returns NaN, no sample has a box, every path collides) make the next plan use a 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from envs.base import NavEnv, intrinsics_of
+from envs.config import check
 from envs.geometry import intrinsics_from_hfov, matrix_to_pose
+from envs.instructions import grounding_instruction, with_article
 from envs.types import Action, Episode, Observation, Pose
-from models.types import Imagination, ImaginedVideo, grounding_instruction
+from models.types import Imagination, ImaginedVideo
 from planners.base import (
     Plan,
+    PlannerConfig,
     SampleDebug,
     Timer,
     approach_box_actions,
@@ -37,8 +41,7 @@ from planners.base import (
 )
 
 if TYPE_CHECKING:
-    from v4s_agent.config import GroundingPlannerConfig
-    from v4s_agent.memory import Memory
+    from models.memory import Memory
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +49,42 @@ NEAR_YAW = np.deg2rad(20.0)
 NO_BOX = "no confident red box"  # the rejection that planner.no_box=path may still act on
 
 
+@dataclass
+class GroundingPlannerConfig(PlannerConfig):
+    """Best-of-N grounding videos, receding horizon (issue 5 item 3)."""
+
+    name: str = "grounding"
+    num_samples: int = 2  # videos per plan; keep those with a confident box
+    min_box_score: float = 0.3
+    execute_steps: int = 6  # actions executed before re-imagining
+    readback: str = "flow"  # flow | idm | true (true: poses the imagination reports; oracle only)
+    max_failures: int = 3  # consecutive failed plans before an exploration move
+    near_translation: float = 0.3  # a read-back path shorter than this (m) means "already there"
+    # no sample has a confident box: "turn" in place after max_failures plans, or follow the imagined
+    # path of the sample with the most confident read-back ("path": imagination still drives the search)
+    no_box: str = "turn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.num_samples >= 1, f"planner.num_samples must be >= 1, got {self.num_samples}")
+        check(self.no_box in ("turn", "path"), f"planner.no_box must be turn | path, got {self.no_box!r}")
+        check(0.0 <= self.min_box_score <= 1.0, f"planner.min_box_score must be in [0, 1], got {self.min_box_score}")
+        check(self.execute_steps >= 1, f"planner.execute_steps must be >= 1, got {self.execute_steps}")
+        check(self.readback in ("flow", "idm", "true"), f"planner.readback must be flow | idm | true, got {self.readback!r}")
+        check(self.max_failures >= 1, f"planner.max_failures must be >= 1, got {self.max_failures}")
+
+
 def instruction_for(episode: Episode, obs: Observation) -> str:
     """The paper's template; the observation's own instruction wins when the backend sets one."""
     if obs.instruction:
         return obs.instruction
-    cat = episode.target_category.replace("_", " ")
-    article = "an" if cat[:1].lower() in "aeiou" else "a"
-    return grounding_instruction("the apartment", f"{article} {cat}")
+    return grounding_instruction("the apartment", with_article(episode.target_category.replace("_", " ")))
 
 
 def trim_box_frames(frames: np.ndarray, box_threshold: float = 0.3) -> np.ndarray:
     """Frames up to the first red-box frame: the box frames repeat the final pose, and the red
     outline would only confuse the flow fit."""
-    from planners.readback.box import box_scores
+    from models.red_box import box_scores
 
     s = box_scores(frames)
     n = len(frames)
@@ -128,7 +154,7 @@ class GroundingPlanner:
         return (video, "") if not why else (None, why)
 
     def _score_samples(self, video: ImaginedVideo, obs: Observation) -> list[SampleDebug]:
-        from planners.readback.box import detect_red_box
+        from models.red_box import detect_red_box
 
         out: list[SampleDebug] = []
         for s, frames in enumerate(video.frames):

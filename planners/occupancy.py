@@ -4,7 +4,7 @@ The `explore` baseline needs what a real frontier explorer has: a map of what th
 so it can head for the nearest boundary between known floor and unknown space. Each depth frame is
 back-projected into the world; points near the floor mark cells free, points between `obstacle_min`
 and `obstacle_max` above it mark cells occupied (occupied wins). Paths are planned on the known free
-floor only (an `envs.embedded.navgrid.NavGrid`, scipy), inflated by the agent radius.
+floor only (an `envs.navgrid.NavGrid`, scipy), inflated by the agent radius.
 Nothing here reads simulator ground truth: depth and pose are what any backend (Habitat, a rig with
 odometry) provides.
 """
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from envs.embedded.navgrid import NavGrid, grid_cells
 from envs.geometry import backproject_depth, pose_to_matrix
+from envs.navgrid import NavGrid, grid_cells
 from envs.types import Pose
 
 UNKNOWN, FREE, OCCUPIED = 0, 1, 2

@@ -11,16 +11,37 @@ errors; `readback=flow` measures the whole chain.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
+from envs.config import check
 from envs.geometry import apply_relative, pose_to_matrix, wrap_angle
 from envs.types import Pose
-from models.types import ImaginedVideo, VideoContext, draw_red_box
+from models.red_box import draw_red_box
+from models.types import ImaginedVideo, VideoContext
 from planners.base import PlannerError
-from planners.grounding import GroundingPlanner
+from planners.grounding import GroundingPlanner, GroundingPlannerConfig
+
+
+@dataclass
+class OraclePlannerConfig(GroundingPlannerConfig):
+    """Grounding loop with simulator renders as the imagination: the upper bound."""
+
+    name: str = "oracle"
+    num_samples: int = 1
+    readback: str = "true"
+    height: int = 64  # render at the imagination's resolution
+    width: int = 64
+    num_frames: int = 20
+    num_box_frames: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.height >= 16 and self.width >= 16, f"planner.height/width must be >= 16, got {self.height}x{self.width}")
+        check(0 <= self.num_box_frames < self.num_frames, "planner.num_box_frames must be in [0, num_frames)")
 
 
 class OracleImagination:

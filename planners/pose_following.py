@@ -7,19 +7,34 @@ last one is reached.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from envs.base import NavEnv
+from envs.config import check
 from envs.geometry import apply_relative, pose_to_matrix, relative_pose
 from envs.types import Action, Episode, Observation, Pose
 from models.types import Imagination
-from planners.base import Plan, Timer, check_video, motion_of, path_actions, start_pose
+from planners.base import Plan, PlannerConfig, Timer, check_video, motion_of, path_actions, start_pose
 
 if TYPE_CHECKING:
-    from v4s_agent.config import PoseFollowingPlannerConfig
-    from v4s_agent.memory import Memory
+    from models.memory import Memory
+
+
+@dataclass
+class PoseFollowingPlannerConfig(PlannerConfig):
+    """Navigation mode along given egocentric waypoints (F, 6); stops when they are done."""
+
+    name: str = "pose_following"
+    waypoints: list[list[float]] = field(default_factory=list)  # rows (dx, dy, dz, dyaw, dpitch, droll)
+    imagine: bool = True  # imagine the route first (for the viewer); the controller follows the poses
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for i, w in enumerate(self.waypoints):
+            check(len(w) == 6, f"planner.waypoints[{i}] must have 6 numbers (dx, dy, dz, dyaw, dpitch, droll), got {len(w)}")
 
 
 def resample_waypoints(rows: np.ndarray, n: int) -> np.ndarray:

@@ -10,11 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from envs.geometry import matrix_to_pose
+from envs.geometry import matrix_to_pose, target_centred
 from envs.types import Box2D, Pose
 from models.data import ClipGenConfig, generate, route_poses, scene_clips
-from planners.readback.box import detect_red_box
-from planners.readback.target import target_centred
+from models.red_box import detect_red_box
 
 SCENE = 3  # a train-split scene
 

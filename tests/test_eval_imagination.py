@@ -1,4 +1,4 @@
-"""`eval imagination` (models/evaluate.py): metric definitions and one end-to-end case."""
+"""`eval imagination` (v4s_agent/eval_imagination.py): metric definitions and one end-to-end case."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from envs.geometry import intrinsics_from_hfov
-from models.evaluate import (
+from v4s_agent.eval_imagination import (
     ImaginationEvalConfig,
     psnr_uint8,
     spatial_distance,
@@ -71,8 +71,8 @@ def test_config_errors():
 def test_end_to_end_random_model():
     """One case with an untrained tiny model (1 sampling step): every key, sane ranges, and the
     oracle (simulator renders) is centred with its box found and low SD."""
-    from models.evaluate import evaluate
     from models.pipeline import tiny_pipeline
+    from v4s_agent.eval_imagination import evaluate
 
     cfg = ImaginationEvalConfig(episodes=1, steps=1, seed=0)
     out = evaluate(cfg, pipe=tiny_pipeline(seed=0), progress=False)
@@ -98,8 +98,8 @@ def test_score_size_scores_navigation_at_a_common_resolution():
     """score_size resizes the generated frames and renders the truth at that size, so models of
     different resolutions are compared on one grid: an upsampled 64² video misses the detail a 128²
     render has, so the same oracle video scores lower there."""
-    from models.evaluate import evaluate
     from models.pipeline import tiny_pipeline
+    from v4s_agent.eval_imagination import evaluate
 
     pipe = tiny_pipeline(seed=0)
     common = dict(episodes=1, steps=1, seed=0, baselines="oracle")
@@ -116,8 +116,8 @@ def test_score_size_scores_navigation_at_a_common_resolution():
 def test_nav_horizon_scores_a_common_prefix_of_frames():
     """nav_horizon scores frames 1..H only, so models that generate clips of different lengths are
     compared on the same horizon; the per-frame curve is the same frames either way."""
-    from models.evaluate import Evaluator, evaluate
     from models.pipeline import tiny_pipeline
+    from v4s_agent.eval_imagination import Evaluator, evaluate
 
     pipe = tiny_pipeline(seed=0)
     common = dict(episodes=1, steps=1, seed=0, baselines="none")

@@ -28,13 +28,14 @@ from envs.habitat.goals import (
     horizontal_distance_to_aabb,
     load_sidecar,
     look_at_pose,
+    normalize_category,
     objects_from_semantic_scene,
     sample_episode,
     select_view_points,
     visible_in_depth,
-    with_article,
 )
 from envs.habitat.sensors import clip_depth, sensor_defs, to_observation
+from envs.instructions import with_article
 from envs.metrics import objectnav_metrics
 from envs.types import Action, Pose
 
@@ -278,7 +279,7 @@ def test_sample_episode_respects_distance_and_seed():
 
 
 def test_with_article():
-    assert with_article("Chair") == "a chair" and with_article("armchair") == "an armchair"
+    assert with_article(normalize_category("Chair")) == "a chair" and with_article("armchair") == "an armchair"
 
 
 # ----------------------------------------------------------------------------------- metrics

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from envs.types import Action, Observation, Pose
-from v4s_agent.memory import Memory, MemoryConfig, look_around_actions
+from models.memory import Memory, MemoryConfig, look_around_actions
 
 
 def _obs(i: int, pose: Pose | None, size: int = 16) -> Observation:

@@ -18,9 +18,10 @@ def test_bench_generate_reports_contract_keys():
 
 
 def test_bench_train_counts_flops_per_size(tmp_path_factory):
+    from synthetic_clips import make_clips
+
     from models.bench import bench_train, parse_size
     from models.clipstore import write_shard
-    from models.testing import make_clips
 
     short_dir, long_dir = tmp_path_factory.mktemp("short"), tmp_path_factory.mktemp("long")
     write_shard(make_clips(2, num_frames=6, num_box_frames=2, num_context=4), short_dir / "s0")

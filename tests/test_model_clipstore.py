@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from synthetic_clips import make_clip, make_clips
 
 from models.clipstore import ClipDataset, read_shard, write_shard
-from models.testing import make_clip, make_clips
 
 
 def test_round_trip_and_dataset(tmp_path):

@@ -89,7 +89,7 @@ def test_wan_vae_codec_sparse_context_and_causal_chunks():
 
 
 def test_decoder_finetune_keeps_latent_space_and_red_weight_sharpens_the_box():
-    from models.types import draw_red_box
+    from models.red_box import draw_red_box
 
     frames = synthetic_frames(24, size=32, seed=0)
     rng = np.random.default_rng(0)

@@ -3,10 +3,10 @@ at the model resolution and is lost when the frame is too small to hold it."""
 from __future__ import annotations
 
 import pytest
+from synthetic_clips import make_clips
 
 from models.clipstore import write_shard
 from models.codec_probe import CodecProbeConfig, final_views, main
-from models.testing import make_clips
 
 
 def test_box_recall_falls_with_the_resolution(tmp_path):

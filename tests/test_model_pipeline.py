@@ -8,8 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from envs.instructions import grounding_instruction
 from models.pipeline import ImaginationPipeline, load_default_pipeline, tiny_pipeline
-from models.types import ImaginedVideo, VideoContext, grounding_instruction
+from models.types import ImaginedVideo, VideoContext
 
 torch.set_num_threads(2)
 INSTR = grounding_instruction("a small apartment", "a sofa")

@@ -6,11 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from synthetic_clips import make_clip
 
 from models.clipstore import ClipDataset, write_shard
 from models.pipeline import tiny_pipeline
 from models.probe import ProbeConfig, main, probe
-from models.testing import make_clip
 
 torch.set_num_threads(2)
 

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from synthetic_clips import make_clips
 
 from models.clipstore import write_shard
 from models.pipeline import ImaginationPipeline
-from models.testing import make_clips
 from models.train import TrainConfig, main, parse_args, sample_context_groups, train
 from models.types import VideoContext
 

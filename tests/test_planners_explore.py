@@ -16,9 +16,9 @@ from planners.occupancy import FREE, OCCUPIED, UNKNOWN, MapConfig, OccupancyMap
 world_mod = pytest.importorskip("envs.embedded.world")
 task_mod = pytest.importorskip("envs.embedded.task")
 from envs.embedded.config import WorldConfig  # noqa: E402
+from planners.explore import ExplorePlannerConfig  # noqa: E402
 from planners.factory import make_planner  # noqa: E402
 from v4s_agent.agent import run_episode  # noqa: E402
-from v4s_agent.config import ExplorePlannerConfig  # noqa: E402
 
 
 @pytest.fixture(scope="module")

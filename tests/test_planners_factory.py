@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import pytest
 
+from envs.config import ConfigError
 from planners.base import PlannerError
+from planners.cem import CEMPlannerConfig
 from planners.factory import check_planner_name, make_planner, planner_names
-from v4s_agent.config import (
-    CEMPlannerConfig,
-    ConfigError,
-    EnvConfig,
-    GroundingPlannerConfig,
-    ModelConfig,
-    OraclePlannerConfig,
-)
+from planners.grounding import GroundingPlannerConfig
+from planners.oracle import OraclePlannerConfig
+from v4s_agent.config import EnvConfig, ModelConfig
 
 
 def test_registry_lists_all_issue_planners():

@@ -12,14 +12,16 @@ import pytest
 from envs.types import Action
 from models.types import ImaginedVideo
 from planners.base import Plan
+from planners.explore import ExplorePlannerConfig
 from planners.factory import make_planner
-from v4s_agent.config import ExplorePlannerConfig, GroundingPlannerConfig, OraclePlannerConfig
+from planners.grounding import GroundingPlannerConfig
+from planners.oracle import OraclePlannerConfig
 
 world_mod = pytest.importorskip("envs.embedded.world")
 task_mod = pytest.importorskip("envs.embedded.task")
 from envs.embedded.config import WorldConfig  # noqa: E402
+from models.memory import Memory  # noqa: E402
 from v4s_agent.agent import run_episode  # noqa: E402
-from v4s_agent.memory import Memory  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +59,8 @@ class BrokenImagination:
 
 
 def test_oracle_imagination_renders_a_readable_box(env, easy_episode):
+    from models.red_box import detect_red_box
     from planners.oracle import OracleImagination
-    from planners.readback.box import detect_red_box
 
     obs = env.reset(easy_episode)
     mem = Memory()
@@ -169,9 +171,8 @@ def test_grounding_with_tiny_pipeline_runs_a_few_steps(env, easy_episode):
 
 def test_cem_searches_navigation_videos(env, easy_episode):
     """CEM over pose paths, imagined (here: rendered) in navigation mode, scored against the goal view."""
-    from planners.cem import CEMPlanner
+    from planners.cem import CEMPlanner, CEMPlannerConfig
     from planners.oracle import OracleImagination
-    from v4s_agent.config import CEMPlannerConfig
 
     imag = OracleImagination(env, 64, 64, num_frames=10, num_box_frames=2)
     planner = CEMPlanner(CEMPlannerConfig(num_candidates=3, num_elites=1, iterations=2), env, imag)
@@ -187,8 +188,7 @@ def test_cem_searches_navigation_videos(env, easy_episode):
 
 
 def test_pose_following_reaches_its_waypoints_and_stops(env, easy_episode):
-    from planners.pose_following import PoseFollowingPlanner
-    from v4s_agent.config import PoseFollowingPlannerConfig
+    from planners.pose_following import PoseFollowingPlanner, PoseFollowingPlannerConfig
 
     cfg = PoseFollowingPlannerConfig(waypoints=[[0.0, 0.0, 0.0, 1.5708, 0.0, 0.0]], imagine=False)  # turn 90 deg left
     planner = PoseFollowingPlanner(cfg, env)

@@ -11,8 +11,7 @@ from envs.embedded.config import WorldConfig
 from envs.embedded.world import EmbeddedWorld
 from envs.splits import split_seeds
 from envs.types import Box2D
-from models.types import draw_red_box
-from planners.readback.box import box_scores, detect_red_box, detect_red_box_frame
+from models.red_box import box_scores, detect_red_box, detect_red_box_frame, draw_red_box
 from planners.readback.sim_truth import downsample
 
 

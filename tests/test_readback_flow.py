@@ -10,7 +10,7 @@ from envs.embedded.config import WorldConfig
 from envs.embedded.world import EmbeddedWorld
 from envs.geometry import intrinsics_from_hfov
 from envs.splits import split_seeds
-from models.types import draw_red_box
+from models.red_box import draw_red_box
 from planners.readback.flow_path import FlowPathConfig, flow_path
 from planners.readback.path import PathEstimate, poses_to_steps, steps_to_poses
 from planners.readback.sim_truth import random_truth_clip

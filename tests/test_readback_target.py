@@ -8,9 +8,10 @@ import pytest
 
 from envs.embedded.config import WorldConfig
 from envs.embedded.world import EmbeddedWorld
+from envs.geometry import target_centred
 from envs.splits import split_seeds
 from envs.types import Box2D, Pose
-from planners.readback.target import target_centred, target_distance, target_position
+from planners.readback.target import target_distance, target_position
 
 
 def _aabb_distance(p, lo, hi) -> float:

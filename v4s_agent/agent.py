@@ -93,7 +93,7 @@ class EpisodeResult:
 
 def _look_around(turn_deg: float) -> list[Action]:
     try:
-        from v4s_agent.memory import look_around_actions
+        from models.memory import look_around_actions
 
         return list(look_around_actions(turn_deg))
     except ImportError:  # pragma: no cover - memory module always ships with the agent
@@ -112,8 +112,8 @@ def run_episode(
     seed: int | None = None,
 ) -> EpisodeResult:
     """Run one episode to STOP / env done / `max_steps` actions; returns metrics and the trace."""
+    from models.memory import Memory
     from planners.base import motion_of
-    from v4s_agent.memory import Memory
 
     observers = observers or []
     t0 = time.perf_counter()

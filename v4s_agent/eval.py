@@ -2,7 +2,7 @@
 
   agent         planner=NAME split=test episodes=N [seed=S model=... env=...]
                 -> success, spl, soft_spl, distance_to_goal, seconds_per_plan, episodes
-  imagination   split=test episodes=N  (models/evaluate.py: eval_imagination(argv) -> dict)
+  imagination   split=test episodes=N  (v4s_agent/eval_imagination.py: eval_imagination(argv) -> dict)
 
 Progress goes to stderr. Overrides use the same Hydra config as `v4s_agent.run` (composed with the
 compose API, so no Hydra output dirs). Per-episode lines land in outputs/<run_name>/results.jsonl;
@@ -26,7 +26,7 @@ CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 # subcommand -> "module:function"; function(argv: list[str]) -> dict. Imported lazily.
 SUBCOMMANDS: dict[str, str] = {
     "agent": "v4s_agent.eval:eval_agent",
-    "imagination": "models.evaluate:eval_imagination",
+    "imagination": "v4s_agent.eval_imagination:eval_imagination",
 }
 
 

@@ -103,10 +103,10 @@ class CameraEnv(EpisodeBookkeeping):
             return self.cfg.instruction
         if ep is None or not ep.target_category:
             return ""
-        from envs.habitat.goals import with_article
-        from models.types import grounding_instruction
+        from envs.habitat.goals import normalize_category
+        from envs.instructions import grounding_instruction, with_article
 
-        return grounding_instruction(self.cfg.scene_description, with_article(ep.target_category))
+        return grounding_instruction(self.cfg.scene_description, with_article(normalize_category(ep.target_category)))
 
     # --- NavEnv -------------------------------------------------------------------------------
     def reset(self, episode: Episode | None = None, seed: int | None = None) -> Observation:

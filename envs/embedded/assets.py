@@ -16,8 +16,8 @@ import mujoco  # noqa: E402
 
 from envs.embedded.config import WorldConfig  # noqa: E402
 from envs.embedded.mjbuild import PRIM_GROUP, build_model, hab_to_mj  # noqa: E402
-from envs.embedded.navgrid import NavGrid, navgrid_from_scene  # noqa: E402
 from envs.embedded.scene import SceneSpec, generate_scene  # noqa: E402
+from envs.navgrid import NavGrid, navgrid_from_scene  # noqa: E402
 
 
 class SceneAssets:

@@ -2,7 +2,7 @@
 
 The first six are Habitat's HM3D ObjectNav goal categories. Colour variants are drawn from one
 shared palette so that colour alone never gives a category away; no colour is saturated red
-(pure red is reserved for the imagined bounding box, models.types.RED_BOX_RGB).
+(pure red is reserved for the imagined bounding box, models.red_box.RED_BOX_RGB).
 """
 from __future__ import annotations
 

@@ -21,14 +21,14 @@ from envs.embedded.assets import SceneAssets, get_assets  # noqa: E402
 from envs.embedded.categories import category_phrase, check_category  # noqa: E402
 from envs.embedded.config import WorldConfig  # noqa: E402
 from envs.embedded.errors import NoReachableTargetError  # noqa: E402
-from envs.embedded.navgrid import NavGrid  # noqa: E402
 from envs.embedded.render import GLRenderer  # noqa: E402
 from envs.embedded.scene import SceneSpec  # noqa: E402
 from envs.embedded.task import ObjectNavMeasures, goal_view_points, make_episode, reachable_targets  # noqa: E402
 from envs.geometry import intrinsics_from_hfov, wrap_angle, yaw_towards  # noqa: E402
+from envs.instructions import grounding_instruction  # noqa: E402
+from envs.navgrid import NavGrid  # noqa: E402
 from envs.splits import split_seeds  # noqa: E402
 from envs.types import Action, Box2D, Episode, EpisodeMetrics, Observation, Pose  # noqa: E402
-from models.types import grounding_instruction  # noqa: E402
 
 _ACTION_NAMES = ", ".join(f"{a.value}={a.name}" for a in Action)
 

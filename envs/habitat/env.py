@@ -24,14 +24,15 @@ from envs.habitat.goals import (
     candidate_floor_points,
     load_sidecar,
     look_at_pose,
+    normalize_category,
     objects_from_semantic_scene,
     objects_of_category,
     sample_episode,
     select_view_points,
     visible_in_depth,
-    with_article,
 )
 from envs.habitat.sensors import DEPTH, SEMANTIC, sensor_defs, to_observation
+from envs.instructions import grounding_instruction, with_article
 from envs.metrics import objectnav_metrics
 from envs.types import Action, Episode, EpisodeMetrics, Observation, Pose
 
@@ -223,9 +224,9 @@ class HabitatEnv(EpisodeBookkeeping):
         self._called_stop, self._done = False, False
 
     def _instruction(self) -> str:
-        from models.types import grounding_instruction
-
-        return grounding_instruction("the house", with_article(self._episode.target_category)) if self._episode else ""
+        if not self._episode:
+            return ""
+        return grounding_instruction("the house", with_article(normalize_category(self._episode.target_category)))
 
     def _observe(self, raw: dict) -> Observation:
         return to_observation(raw, self.cfg, self.current_pose(), self._instruction(), self._steps)

@@ -213,9 +213,3 @@ def sample_episode(
     raise RuntimeError(f"no start within geodesic [{min_distance}, {max_distance}] m of a view point of "
                        f"{categories} after {max_tries} tries (navmesh disconnected or no view points?); "
                        "relax env.min_start_distance/env.max_start_distance")
-
-
-def with_article(category: str) -> str:
-    """'a chair' / 'an armchair': the object phrase for the instruction template."""
-    c = normalize_category(category)
-    return f"{'an' if c[:1] in 'aeiou' and c else 'a'} {c}"

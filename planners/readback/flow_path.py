@@ -20,7 +20,7 @@ from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
 from envs.geometry import backproject_depth, intrinsics_from_hfov
-from planners.readback.box import redness
+from models.red_box import redness
 from planners.readback.path import PathEstimate
 
 # OpenCV cameras look along +Z with y down; ours (Habitat) look along -Z with y up.

@@ -74,14 +74,3 @@ def target_distance(box: Box2D, depth: np.ndarray, K: np.ndarray) -> float | Non
         return None
     c = np.median(pts, axis=0)
     return float(np.hypot(c[0], c[2]))
-
-
-def target_centred(box: Box2D, width: int, height: int, gamma: float = 0.6) -> bool:
-    """The paper's IF criterion (Video4Spatial, Sec. 4): the box centre is within gamma/2 of the
-    *box's* width and height from the frame centre: |x - W/2| <= gamma/2 * box_w, likewise y."""
-    if not (0.0 < gamma <= 2.0):
-        raise ValueError(f"gamma must be in (0, 2], got {gamma}; the paper uses 0.6")
-    if width <= 0 or height <= 0:
-        raise ValueError(f"frame size must be positive, got {width}x{height}")
-    x, y = box.center
-    return abs(x - width / 2.0) <= gamma / 2.0 * box.width and abs(y - height / 2.0) <= gamma / 2.0 * box.height

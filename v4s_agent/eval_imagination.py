@@ -18,7 +18,7 @@ Grounding metrics (per video; means over cases):
 - IF: an instance of the target category is centred (|x−W/2| ≤ γ/2·w, |y−H/2| ≤ γ/2·h, γ = 0.6,
   paper §4.1) in the simulator render at the implied final pose (ground-truth segmentation box, at
   least `min_target_pixels` visible). IF_readback: the same at the un-registered read-back pose.
-- IF_box: the red box read back from the box frames (planners.readback.box.detect_red_box) has
+- IF_box: the red box read back from the box frames (models.red_box.detect_red_box) has
   IoU ≥ 0.3 with the ground-truth box of a target-category instance at the implied final pose.
 - SD (metres; paper eq. 3 with the simulator as ground truth): for each path frame i, its read-back
   pose is registered against the simulator like the last one, giving pose P_i with the true render
@@ -295,10 +295,11 @@ class Evaluator:
     def make_case(self, episode: Any, k: int) -> Case | None:
         from envs.embedded.categories import category_phrase
         from envs.geometry import relative_pose
+        from envs.instructions import grounding_instruction
         from envs.types import Observation
         from models.data import grounding_clip, make_station, nav_path, render_rgb
-        from models.types import VideoContext, grounding_instruction
-        from v4s_agent.memory import Memory, MemoryConfig
+        from models.memory import Memory, MemoryConfig
+        from models.types import VideoContext
 
         w, g = self.world, self.gen_cfg
         w.load_scene(episode.scene_seed)
@@ -438,7 +439,7 @@ class Evaluator:
     def score_grounding(self, video: np.ndarray, case: Case) -> dict[str, float]:
         from envs.geometry import matrix_to_pose, pose_to_matrix
         from models.data import centred
-        from planners.readback.box import detect_red_box
+        from models.red_box import detect_red_box
 
         n_path = self.F - self.nbox
         path = video[:n_path]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from envs.instructions import grounding_instruction
 from models.codecs import synthetic_frames
-from models.types import Clip, draw_red_box, grounding_instruction
+from models.red_box import draw_red_box
+from models.types import Clip
 
 
 def panorama(seed: int, size: int = 64, width_factor: int = 3) -> np.ndarray:

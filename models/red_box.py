@@ -1,4 +1,6 @@
-"""Read the auxiliary red box (paper Fig. 3) back from the last frames of an imagined video.
+"""The auxiliary red box (paper Fig. 3), both sides of the convention: drawn on the target in the
+trailing frames of training clips (`draw_red_box`), and read back from the last frames of an imagined
+video (`detect_red_box`).
 
 The generator draws it imperfectly (blurred, off-colour, broken edges), so detection is a colour
 mask followed by a rectangle-*outline* test: each side of the candidate's bounding rectangle must
@@ -13,7 +15,39 @@ import cv2
 import numpy as np
 
 from envs.types import Box2D
-from models.types import red_box_thickness, redness  # noqa: F401  (redness is re-exported)
+
+# Pure red outline drawn on the target in the trailing frames.
+# The embedded world never uses saturated red in textures or objects, so the colour is unambiguous.
+RED_BOX_RGB = (255, 0, 0)
+
+
+def red_box_thickness(height: int, width: int) -> int:
+    """Outline thickness in pixels: 2 px at 64x64, 4 px at 128x128."""
+    return max(1, round(min(height, width) / 32))
+
+
+def redness(frame: np.ndarray) -> np.ndarray:
+    """(..., H, W) float32 in [0, 1] for (..., H, W, 3) RGB: how much red dominates the other channels. A hue-free measure so
+    dark or washed-out reds still count, while greys, whites and skin tones stay low."""
+    f = frame.astype(np.float32)
+    return np.clip((f[..., 0] - np.maximum(f[..., 1], f[..., 2])) / 255.0, 0.0, 1.0)
+
+
+def draw_red_box(frame: np.ndarray, box: np.ndarray | tuple[float, float, float, float]) -> np.ndarray:
+    """Copy of `frame` (H, W, 3) uint8 with a red rectangle outline on box = (x0, y0, x1, y1) pixels
+    (x1, y1 exclusive). Boxes are clipped to the image."""
+    H, W = frame.shape[:2]
+    t = red_box_thickness(H, W)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, x1 = max(0, min(x0, W - 1)), max(1, min(x1, W))
+    y0, y1 = max(0, min(y0, H - 1)), max(1, min(y1, H))
+    out = frame.copy()
+    red = np.array(RED_BOX_RGB, dtype=np.uint8)
+    out[y0 : min(y0 + t, y1), x0:x1] = red
+    out[max(y1 - t, y0) : y1, x0:x1] = red
+    out[y0:y1, x0 : min(x0 + t, x1)] = red
+    out[y0:y1, max(x1 - t, x0) : x1] = red
+    return out
 
 
 @dataclass(frozen=True)
