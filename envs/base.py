@@ -6,11 +6,11 @@ needed by the users who choose them.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from envs.registry import Registry
 from envs.types import Action, Episode, EpisodeMetrics, Observation, Pose
 
 
@@ -84,23 +84,16 @@ class EpisodeBookkeeping:
         return self._done
 
 
-# name -> "module:factory"; factory(cfg) -> NavEnv. Extend with register_env().
-ENV_REGISTRY: dict[str, str] = {
-    "embedded": "envs.embedded.world:make_embedded_env",
-    "habitat": "envs.habitat.env:make_habitat_env",
-    "camera": "envs.camera.env:make_camera_env",
-}
-
-
-def register_env(name: str, target: str) -> None:
-    ENV_REGISTRY[name] = target
+# Worlds: name -> factory(cfg) -> NavEnv, with the backend's config dataclass. Add one with ENVS.register.
+ENVS = Registry("env", key="env")
+ENVS.register("embedded", "envs.embedded.world.make_embedded_env", "envs.embedded.config.WorldConfig")
+ENVS.register("habitat", "envs.habitat.env.make_habitat_env", "envs.habitat.config.HabitatConfig")
+ENVS.register("camera", "envs.camera.env.make_camera_env", "envs.camera.config.CameraConfig")
 
 
 def make_env(name: str, cfg: Any = None) -> NavEnv:
-    if name not in ENV_REGISTRY:
-        raise ValueError(f"unknown env {name!r}; choose one of {sorted(ENV_REGISTRY)}")
-    module, _, attr = ENV_REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(cfg)
+    """The world `name` built from `cfg` (its config dataclass, a dict or a DictConfig)."""
+    return ENVS.get(name).load()(cfg)
 
 
 def intrinsics_of(env: NavEnv) -> np.ndarray:

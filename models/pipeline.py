@@ -184,8 +184,15 @@ class ImaginationPipeline(DiffusionPipeline):
     @torch.no_grad()
     def denoise(self, ctx_latents: torch.Tensor, ctx_positions: np.ndarray, text_cond: torch.Tensor,
                 camera: torch.Tensor | None, num_samples: int, num_inference_steps: int, guidance_scale: float,
-                seed: int, use_context_cache: bool, text_uncond: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        """Flow-matching sampling of target latents (S, C, Fl, h, w) given encoded conditions (batch 1)."""
+                seed: int, use_context_cache: bool, text_uncond: torch.Tensor | None = None,
+                context_cfg: str = "noise") -> tuple[torch.Tensor, dict]:
+        """Flow-matching sampling of target latents (S, C, Fl, h, w) given encoded conditions (batch 1).
+
+        Classifier-free guidance (guidance_scale > 1) drops text and camera in the unconditional branch;
+        `context_cfg` says what it does with the context: "noise" replaces it with noise (the paper's
+        joint CFG, the default), "keep" keeps the real context (the paper's "w/o context CFG" ablation)."""
+        if context_cfg not in ("noise", "keep"):
+            raise ValueError(f"context_cfg must be 'noise' or 'keep', got {context_cfg!r}")
         tr = self.transformer
         dev, dtype = self.device, tr.dtype
         S = num_samples
@@ -199,8 +206,8 @@ class ImaginationPipeline(DiffusionPipeline):
         text = text_cond.to(dev, dtype).expand(S, -1, -1)
         cam = None if camera is None else camera.to(dev, dtype)[None].expand(S, -1, -1, -1, -1)
         if cfg:
-            noise_ctx = torch.randn(ctx.shape, generator=gen).to(dev, dtype)  # joint CFG: context → noise
-            ctx = torch.cat([ctx, noise_ctx])
+            uncond_ctx = torch.randn(ctx.shape, generator=gen).to(dev, dtype) if context_cfg == "noise" else ctx
+            ctx = torch.cat([ctx, uncond_ctx])
             tu = text_uncond if text_uncond is not None else self.text_encoder.encode([""])
             text = torch.cat([text, tu.to(dev, dtype).expand(S, -1, -1)])
             if cam is not None:
@@ -232,9 +239,11 @@ class ImaginationPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, context: VideoContext, instruction: str | None = None, waypoints: np.ndarray | None = None,
                  num_samples: int = 1, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 seed: int = 0, use_context_cache: bool = True, max_context_frames: int | None = None) -> ImaginedVideo:
+                 seed: int = 0, use_context_cache: bool = True, max_context_frames: int | None = None,
+                 context_cfg: str = "noise") -> ImaginedVideo:
         """Grounding (instruction → video ending on the object with a red box) or navigation
-        (waypoints (F, 6) → video along them). Returns `num_samples` videos of `num_frames` frames."""
+        (waypoints (F, 6) → video along them). Returns `num_samples` videos of `num_frames` frames.
+        `context_cfg`: what the unconditional CFG branch does with the context (see `denoise`)."""
         t0 = time.perf_counter()
         s = self.settings
         if (instruction is None) == (waypoints is None):
@@ -259,7 +268,8 @@ class ImaginationPipeline(DiffusionPipeline):
             mode, prompt = "grounding", instruction
             camera = self.camera_for(None, s.num_frames)
         text = self.text_encoder.encode([prompt])
-        latents, meta = self.denoise(ctx_lat, ctx_idx, text, camera, num_samples, steps, gs, seed, use_context_cache)
+        latents, meta = self.denoise(ctx_lat, ctx_idx, text, camera, num_samples, steps, gs, seed, use_context_cache,
+                                     context_cfg=context_cfg)
         video = self.codec.decode_target(latents.float(), s.num_frames)  # S, 3, F, H, W
         frames = tensor_to_frames(video.permute(0, 2, 1, 3, 4))
         meta.update(steps=steps, guidance_scale=gs, seed=seed, num_context_frames=int(ctx_lat.shape[2]),

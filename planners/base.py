@@ -88,6 +88,11 @@ class PlannerConfig:
     context_frames: int = 8  # frames the memory hands to the imagination
     min_clearance: float = 0.45  # metres of free depth ahead required to step forward
 
+    @property
+    def needs_imagination(self) -> bool:
+        """Whether the run loads the `model=` imagination for this planner."""
+        return False
+
     def __post_init__(self) -> None:
         check(0.0 < self.gamma <= 1.0, f"planner.gamma must be in (0, 1], got {self.gamma}")
         check(self.stop_distance > 0, f"planner.stop_distance must be > 0 metres, got {self.stop_distance}")
@@ -203,17 +208,6 @@ def should_stop(box: Box2D | None, depth: np.ndarray | None, width: int, height:
         return False
     d = target_range(box, depth, K)
     return bool(np.isfinite(d) and d <= stop_distance and is_centred(box, width, height, gamma))
-
-
-def semantic_box(semantic: np.ndarray | None, instance_ids: tuple[int, ...], min_pixels: int = 6) -> Box2D | None:
-    """Box around the target's pixels in an instance-id image (simulators only)."""
-    if semantic is None or not instance_ids:
-        return None
-    mask = np.isin(semantic, np.asarray(instance_ids))
-    if int(mask.sum()) < min_pixels:
-        return None
-    ys, xs = np.nonzero(mask)
-    return Box2D(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1), 1.0, "target")
 
 
 def start_pose(obs: Observation) -> Pose:

@@ -25,6 +25,7 @@ from models.types import Imagination
 from planners.base import (
     Plan,
     PlannerConfig,
+    PlannerError,
     SampleDebug,
     Timer,
     approach_box_actions,
@@ -39,6 +40,7 @@ from planners.base import (
     world_path,
 )
 from planners.grounding import NEAR_YAW, instruction_for, read_back_path, trim_box_frames
+from planners.readback import READBACKS
 
 if TYPE_CHECKING:
     from models.memory import Memory
@@ -60,6 +62,11 @@ class CEMPlannerConfig(PlannerConfig):
     execute_steps: int = 6
     min_box_score: float = 0.3
     max_failures: int = 3
+    readback: str = "flow"  # a name of planners.readback.READBACKS; an imagination that reports its poses (the oracle) is read by `true`
+
+    @property
+    def needs_imagination(self) -> bool:
+        return True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +75,7 @@ class CEMPlannerConfig(PlannerConfig):
         check(self.iterations >= 1, f"planner.iterations must be >= 1, got {self.iterations}")
         check(self.horizon_m > 0, f"planner.horizon_m must be > 0, got {self.horizon_m}")
         check(self.execute_steps >= 1, f"planner.execute_steps must be >= 1, got {self.execute_steps}")
+        check(self.readback in READBACKS, f"planner.readback must be one of {READBACKS.names()}, got {self.readback!r}")
 
 
 def params_to_waypoints(p: np.ndarray, n: int) -> np.ndarray:
@@ -102,7 +110,9 @@ def waypoints_to_rel(w: np.ndarray) -> np.ndarray:
 class CEMPlanner:
     name = "cem"
 
-    def __init__(self, cfg: CEMPlannerConfig, env: NavEnv, imagination: Imagination, seed: int = 0) -> None:
+    def __init__(self, cfg: CEMPlannerConfig, env: NavEnv, imagination: Imagination | None = None, seed: int = 0) -> None:
+        if imagination is None:
+            raise PlannerError(f"planner {cfg.name!r} needs an imagination; pick model=tiny (shipped checkpoint) or model=random, not model=none")
         self.cfg = cfg
         self.env = env
         self.imagination = imagination
@@ -163,7 +173,7 @@ class CEMPlanner:
                 d.rejected = "no confident red box"
                 continue
             try:
-                path = read_back_path("true" if "poses_rel" in g.meta else "flow", frames, obs.depth, self.K_img, g, s)
+                path = read_back_path("true" if "poses_rel" in g.meta else self.cfg.readback, frames, obs.depth, self.K_img, g, s)
                 d.poses_rel, d.confidence, d.score = path.poses_rel, path.confidence, d.box.score
             except ValueError as e:
                 d.rejected = f"read-back failed: {e}"

@@ -29,10 +29,10 @@ from planners.base import (
     approach_box_actions,
     is_centred,
     motion_of,
-    semantic_box,
     should_stop,
     step_is_free,
 )
+from planners.detect import make_detector
 from planners.occupancy import MapConfig, OccupancyMap
 
 if TYPE_CHECKING:
@@ -71,14 +71,14 @@ def column_clearance(depth: np.ndarray, u_centre: float, half_width: int) -> flo
 class ExplorePlanner:
     name = "explore"
 
-    def __init__(self, cfg: ExplorePlannerConfig, env: NavEnv, seed: int = 0) -> None:
+    def __init__(self, cfg: ExplorePlannerConfig, env: NavEnv, imagination: None = None, seed: int = 0) -> None:
         self.cfg = cfg
         self.env = env
         self.K = intrinsics_of(env)
         self.motion = motion_of(env)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self._targets: tuple[int, ...] = ()
+        self.detector = make_detector("semantic")  # sees the target once it is in view
         self._sensor_height = float(getattr(getattr(env, "cfg", None), "sensor_height", 0.88))
         self._map: OccupancyMap | None = None
         self._set_aside: np.ndarray | None = None  # bool mask on the map grid
@@ -93,7 +93,7 @@ class ExplorePlanner:
         self._last: tuple[tuple[float, float, float] | None, list[Action]] = (None, [])
 
     def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
-        self._targets = tuple(episode.target_instance_ids)
+        self.detector.reset(episode)
         self._map, self._set_aside, self._goal = None, None, None
         self._target_sum = np.zeros(3)
         self._plans = 0
@@ -118,7 +118,7 @@ class ExplorePlanner:
         self._map.update(obs.depth, obs.pose, self.K, self.cfg.agent_radius)
 
     def _seen_box(self, obs: Observation) -> Box2D | None:
-        return semantic_box(obs.semantic, self._targets)
+        return self.detector(obs)
 
     def plan(self, obs: Observation, memory: Memory) -> Plan:
         plan = Plan(imagined=False)

@@ -26,6 +26,7 @@ from models.types import Imagination, ImaginedVideo
 from planners.base import (
     Plan,
     PlannerConfig,
+    PlannerError,
     SampleDebug,
     Timer,
     approach_box_actions,
@@ -39,6 +40,7 @@ from planners.base import (
     start_pose,
     world_path,
 )
+from planners.readback import READBACKS, read_back
 
 if TYPE_CHECKING:
     from models.memory import Memory
@@ -57,12 +59,16 @@ class GroundingPlannerConfig(PlannerConfig):
     num_samples: int = 2  # videos per plan; keep those with a confident box
     min_box_score: float = 0.3
     execute_steps: int = 6  # actions executed before re-imagining
-    readback: str = "flow"  # flow | idm | true (true: poses the imagination reports; oracle only)
+    readback: str = "flow"  # a name of planners.readback.READBACKS (true: poses the imagination reports; oracle only)
     max_failures: int = 3  # consecutive failed plans before an exploration move
     near_translation: float = 0.3  # a read-back path shorter than this (m) means "already there"
     # no sample has a confident box: "turn" in place after max_failures plans, or follow the imagined
     # path of the sample with the most confident read-back ("path": imagination still drives the search)
     no_box: str = "turn"
+
+    @property
+    def needs_imagination(self) -> bool:
+        return True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,7 +76,7 @@ class GroundingPlannerConfig(PlannerConfig):
         check(self.no_box in ("turn", "path"), f"planner.no_box must be turn | path, got {self.no_box!r}")
         check(0.0 <= self.min_box_score <= 1.0, f"planner.min_box_score must be in [0, 1], got {self.min_box_score}")
         check(self.execute_steps >= 1, f"planner.execute_steps must be >= 1, got {self.execute_steps}")
-        check(self.readback in ("flow", "idm", "true"), f"planner.readback must be flow | idm | true, got {self.readback!r}")
+        check(self.readback in READBACKS, f"planner.readback must be one of {READBACKS.names()}, got {self.readback!r}")
         check(self.max_failures >= 1, f"planner.max_failures must be >= 1, got {self.max_failures}")
 
 
@@ -95,23 +101,10 @@ def trim_box_frames(frames: np.ndarray, box_threshold: float = 0.3) -> np.ndarra
 
 def read_back_path(method: str, frames: np.ndarray, depth: np.ndarray | None, K_img: np.ndarray, video: ImaginedVideo, sample: int):
     """PathEstimate for one sample. `true` uses poses the imagination reports (oracle only)."""
-    from planners.readback.path import PathEstimate
-
     if method == "true":
         poses = video.meta.get("poses_rel")
-        if poses is None:
-            raise ValueError("readback=true needs an imagination that reports poses (the oracle); use readback=flow")
-        return PathEstimate.from_poses(np.asarray(poses[sample]), 1.0, "truth")
-    path_frames = trim_box_frames(frames)
-    if method == "idm":
-        from planners.readback.inverse_dynamics import idm_path
-
-        return idm_path(path_frames)
-    if depth is None:
-        raise ValueError("readback=flow needs depth; this env gives none, use readback=idm")
-    from planners.readback.flow_path import flow_path
-
-    return flow_path(path_frames, depth, K_img)
+        return read_back(method, frames, depth, K_img, poses=None if poses is None else np.asarray(poses[sample]))
+    return read_back(method, trim_box_frames(frames), depth, K_img)
 
 
 class GroundingPlanner:
@@ -119,7 +112,9 @@ class GroundingPlanner:
 
     name = "grounding"
 
-    def __init__(self, cfg: GroundingPlannerConfig, env: NavEnv, imagination: Imagination, seed: int = 0) -> None:
+    def __init__(self, cfg: GroundingPlannerConfig, env: NavEnv, imagination: Imagination | None = None, seed: int = 0) -> None:
+        if imagination is None:
+            raise PlannerError(f"planner {cfg.name!r} needs an imagination; pick model=tiny (shipped checkpoint) or model=random, not model=none")
         self.cfg = cfg
         self.env = env
         self.imagination = imagination

@@ -38,6 +38,10 @@ class OraclePlannerConfig(GroundingPlannerConfig):
     num_frames: int = 20
     num_box_frames: int = 4
 
+    @property
+    def needs_imagination(self) -> bool:
+        return False  # it renders its own
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.height >= 16 and self.width >= 16, f"planner.height/width must be >= 16, got {self.height}x{self.width}")
@@ -184,3 +188,8 @@ class OraclePlanner(GroundingPlanner):
     """Same loop as `grounding`, imagination = OracleImagination over the env itself."""
 
     name = "oracle"
+
+    def __init__(self, cfg: OraclePlannerConfig, env: Any, imagination: Any = None, seed: int = 0) -> None:
+        if imagination is None:
+            imagination = OracleImagination(env, cfg.height, cfg.width, cfg.num_frames, cfg.num_box_frames)
+        super().__init__(cfg, env, imagination, seed=seed)

@@ -31,6 +31,10 @@ class PoseFollowingPlannerConfig(PlannerConfig):
     waypoints: list[list[float]] = field(default_factory=list)  # rows (dx, dy, dz, dyaw, dpitch, droll)
     imagine: bool = True  # imagine the route first (for the viewer); the controller follows the poses
 
+    @property
+    def needs_imagination(self) -> bool:
+        return self.imagine
+
     def __post_init__(self) -> None:
         super().__post_init__()
         for i, w in enumerate(self.waypoints):

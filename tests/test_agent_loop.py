@@ -15,9 +15,10 @@ from planners.base import Plan
 pytest.importorskip("envs.embedded.world")
 pytest.importorskip("envs.embedded.task")
 
+from models.factory import ModelConfig  # noqa: E402
 from planners.explore import ExplorePlannerConfig  # noqa: E402
 from v4s_agent import agent as agent_mod  # noqa: E402
-from v4s_agent.config import EnvConfig, ModelConfig, RunConfig  # noqa: E402
+from v4s_agent.config import EnvConfig, RunConfig  # noqa: E402
 from v4s_agent.run import read_done, run_episodes  # noqa: E402
 
 

@@ -50,6 +50,18 @@ def test_cache_and_no_cache_agree(pipe, ctx):
     assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 2
 
 
+def test_context_cfg_keep_is_the_same_sampler_with_the_real_context(pipe, ctx):
+    """`context_cfg="keep"` (the evaluator's no-context-CFG baseline) only changes the unconditional
+    branch's context: same seeded noise, cache or no cache, and it differs from joint CFG."""
+    keep = pipe(ctx, instruction=INSTR, seed=1, context_cfg="keep")
+    keep_nocache = pipe(ctx, instruction=INSTR, seed=1, context_cfg="keep", use_context_cache=False)
+    noise = pipe(ctx, instruction=INSTR, seed=1)
+    assert np.abs(keep.frames.astype(int) - keep_nocache.frames.astype(int)).max() <= 2
+    assert np.abs(keep.frames.astype(int) - noise.frames.astype(int)).max() > 2
+    with pytest.raises(ValueError, match="context_cfg"):
+        pipe(ctx, instruction=INSTR, context_cfg="drop")
+
+
 def test_navigation_uses_waypoints(pipe, ctx):
     w = np.zeros((8, 6))
     w[:, 2] = -np.linspace(0, 1.0, 8)  # walk forward 1 m

@@ -4,21 +4,22 @@ from __future__ import annotations
 import pytest
 
 from envs.config import ConfigError
+from models.factory import ModelConfig
 from planners.base import PlannerError
 from planners.cem import CEMPlannerConfig
-from planners.factory import check_planner_name, make_planner, planner_names
+from planners.factory import PLANNERS, make_planner
 from planners.grounding import GroundingPlannerConfig
 from planners.oracle import OraclePlannerConfig
-from v4s_agent.config import EnvConfig, ModelConfig
+from v4s_agent.config import EnvConfig
 
 
 def test_registry_lists_all_issue_planners():
-    assert planner_names() == ["cem", "explore", "grounding", "oracle", "pose_following"]
+    assert PLANNERS.names() == ["cem", "explore", "grounding", "oracle", "pose_following"]
 
 
 def test_unknown_planner_names_choices():
-    with pytest.raises(PlannerError) as e:
-        check_planner_name("bogus")
+    with pytest.raises(ConfigError) as e:
+        PLANNERS.get("bogus")
     msg = str(e.value)
     assert "bogus" in msg and "grounding" in msg and "explore" in msg and "\n" not in msg
 

@@ -9,8 +9,8 @@ nearest instance of the category; the context is the agent's own pick (`Memory.s
 
 Grounding metrics (per video; means over cases):
 - path read-back: the camera path of the path frames (all but the trailing box frames) from the
-  current view's depth (`readback=flow`: dense flow + PnP, planners/readback/flow_path.py; `flow_planar`;
-  or `idm`). The chained pose of the last path frame is the *read-back* pose.
+  current view's depth (`readback=flow_pnp`: dense flow + PnP, planners/readback/flow_path.py; `flow`:
+  the planar fit the planners use by default; or `idm`: any of planners.readback.READBACKS but `true`). The chained pose of the last path frame is the *read-back* pose.
 - the *implied* final pose: the read-back pose registered against the simulator (`relocalize`
   rounds: render at the pose, flow from that render to the generated last path frame, PnP with the
   render's true depth). This is where a camera must stand in the real scene to see the last frame,
@@ -82,7 +82,7 @@ class ImaginationEvalConfig:
     steps: int = 0  # sampling steps; 0 = the checkpoint's default
     guidance: float = -1.0  # CFG scale; < 0 = the checkpoint's default
     samples: int = 1  # videos per call; metrics use the first, IF_any any of them
-    readback: str = "flow"  # flow (dense flow + PnP) | flow_planar | idm
+    readback: str = "flow_pnp"  # a planners.readback.READBACKS name: flow_pnp (dense flow + PnP) | flow (planar) | idm
     relocalize: int = 2  # rounds registering a frame's read-back pose against the simulator
     baselines: str = "all"  # "all", "none" or a comma list of copy_last,first_frame_only,no_context_cfg,oracle
     navigation: bool = True
@@ -117,8 +117,11 @@ class ImaginationEvalConfig:
             raise _error(f"nav_horizon must be >= 0 (0 = every generated frame), got {self.nav_horizon}")
         if self.steps < 0:
             raise _error(f"steps must be >= 0 (0 = checkpoint default), got {self.steps}")
-        if self.readback not in ("flow", "flow_planar", "idm"):
-            raise _error(f"readback must be flow, flow_planar or idm, got {self.readback!r}")
+        from planners.readback import READBACKS
+
+        choices = [n for n in READBACKS.names() if n != "true"]  # generated videos report no poses
+        if self.readback not in choices:
+            raise _error(f"readback must be one of {choices}, got {self.readback!r}")
         if self.relocalize < 0:
             raise _error(f"relocalize must be >= 0, got {self.relocalize}")
         if not 0 < self.gamma <= 2:
@@ -353,8 +356,8 @@ class Evaluator:
         if method == "first_frame_only":
             ctx = VideoContext(frames=ctx.frames[-1:], indices=ctx.indices[-1:])
         kw = {"num_samples": S, "num_inference_steps": self._steps(), "guidance_scale": self._gs(), "seed": self.cfg.seed}
-        if method == "no_context_cfg":
-            return self._sample_keep_context(ctx, case, mode)
+        if method == "no_context_cfg":  # the same sampler, the real context kept in the unconditional branch
+            kw["context_cfg"] = "keep"
         if mode == "grounding":
             return self.pipe(ctx, instruction=case.instruction, **kw).frames
         return self.pipe(ctx, waypoints=case.nav_waypoints, **kw).frames
@@ -369,64 +372,11 @@ class Evaluator:
             rec = self.pipe.codec.decode_target(self.pipe.codec.encode_target(x), len(frames))
         return tensor_to_frames(rec[0].permute(1, 0, 2, 3))
 
-    def _sample_keep_context(self, ctx: Any, case: Case, mode: str) -> np.ndarray:
-        """CFG whose unconditional branch drops text/camera but keeps the real context (paper "w/o
-        context CFG"). Same sampler as ImaginationPipeline.denoise otherwise (diffusers scheduler, RoPE
-        positions from models.conditioning, no context cache)."""
-        import torch
-
-        from models.codecs import tensor_to_frames
-        from models.conditioning import (
-            relative_to_first,
-            rope_positions,
-            waypoints_to_c2w,
-        )
-
-        pipe, tr = self.pipe, self.pipe.transformer
-        s = pipe.settings
-        dev, dtype = pipe.device, tr.dtype
-        S = self.cfg.samples
-        ctx_lat, ctx_idx = pipe.prepare_context(ctx)
-        if mode == "grounding":
-            prompt, camera = case.instruction, pipe.camera_for(None, s.num_frames)
-        else:
-            prompt = s.navigation_prompt
-            camera = pipe.camera_for(relative_to_first(waypoints_to_c2w(case.nav_waypoints)), s.num_frames)
-        fl = pipe.codec.num_latent_frames(s.num_frames)
-        h, w = ctx_lat.shape[-2:]
-        cp, tp = rope_positions(ctx_idx, fl, pipe.codec.temporal_factor, s.rope_gap)
-        pos = torch.from_numpy(np.concatenate([cp, tp]))
-        gen = torch.Generator("cpu").manual_seed(int(self.cfg.seed))
-        lat = torch.randn(S, tr.config.in_channels, fl, h, w, generator=gen).to(dev, dtype)
-        ctx2 = ctx_lat.to(dev, dtype).expand(2 * S, -1, -1, -1, -1)
-        text = torch.cat([pipe.text_encoder.encode([prompt]).expand(S, -1, -1),
-                          pipe.text_encoder.encode([""]).expand(S, -1, -1)]).to(dev, dtype)
-        cam = None
-        if camera is not None:
-            c = camera.to(dev, dtype)[None].expand(S, -1, -1, -1, -1)
-            cam = torch.cat([c, torch.zeros_like(c)])
-        gs = self._gs()
-        pipe.scheduler.set_timesteps(self._steps(), device=dev)
-        with torch.no_grad():
-            for t in pipe.scheduler.timesteps:
-                x_in = torch.cat([lat, lat])
-                pred = tr(torch.cat([ctx2, x_in], dim=2), t.expand(2 * S).to(dev), text, frame_positions=pos,
-                          num_context_frames=ctx2.shape[2], camera=cam).sample
-                p_c, p_u = pred.chunk(2)
-                lat = pipe.scheduler.step(p_u + gs * (p_c - p_u), t, lat, return_dict=False)[0]
-            video = pipe.codec.decode_target(lat.float(), s.num_frames)
-        return tensor_to_frames(video.permute(0, 2, 1, 3, 4))
-
     # ---- scoring
     def _readback(self, frames: np.ndarray, depth0: np.ndarray):
-        if self.cfg.readback == "idm":
-            from planners.readback.inverse_dynamics import idm_path
+        from planners.readback import read_back
 
-            return idm_path(frames)
-        from planners.readback.flow_path import FlowPathConfig, flow_path
-
-        motion = "pnp" if self.cfg.readback == "flow" else "planar"
-        return flow_path(frames, depth0, self.K, FlowPathConfig(motion=motion))
+        return read_back(self.cfg.readback, frames, depth0, self.K)
 
     def _category_boxes(self, pose, category: str) -> list:
         from models.data import scale_box

@@ -22,7 +22,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede an
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from v4s_agent.config import ConfigError, ModelConfig, RunConfig, register_configs  # noqa: E402
+from models.factory import ModelConfig  # noqa: E402
+from v4s_agent.config import ConfigError, RunConfig, register_configs  # noqa: E402
 
 log = logging.getLogger("v4s_agent.run")
 EXIT_BAD_INPUT = 2
@@ -34,39 +35,14 @@ class SetupError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------ builders
-def resolve_checkpoint(path: str) -> Path:
-    """A relative checkpoint path is looked up from the working directory first, then from the
-    install root, so the shipped `models/checkpoints/v4s-tiny` works from any directory."""
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    installed = Path(__file__).resolve().parent.parent / p
-    return installed if installed.exists() else p
-
-
 def load_imagination(model: ModelConfig) -> Any:
-    """The imagination named by `model=`: shipped tiny checkpoint, random tiny pipeline, or none."""
-    if model.name == "none":
-        return None
-    ckpt = resolve_checkpoint(model.checkpoint)
-    if model.name == "tiny" and not ckpt.exists():
-        raise SetupError(f"checkpoint {ckpt} not found; train it (see README) or pass model=random / planner=oracle|explore")
-    try:
-        from models import pipeline as mp
-    except ImportError as e:
-        raise SetupError(f"models.pipeline cannot be imported ({e}); use a planner without imagination (planner=explore|oracle)") from None
-    steps = {} if model.num_inference_steps is None else {"num_inference_steps": int(model.num_inference_steps)}
-    if model.name == "random":
-        return mp.tiny_pipeline(model.seed, **steps)
-    try:
-        pipe = mp.load_default_pipeline(path=str(ckpt))
-    except (FileNotFoundError, OSError, ValueError) as e:
-        raise SetupError(f"cannot load checkpoint {ckpt}: {str(e).splitlines()[0]}") from None
-    if steps and hasattr(pipe, "settings"):
-        import dataclasses
+    """The imagination named by `model=` (models.factory.MODELS)."""
+    from models.factory import ModelUnavailableError, make_imagination
 
-        pipe.settings = dataclasses.replace(pipe.settings, **steps)
-    return pipe
+    try:
+        return make_imagination(model)
+    except ModelUnavailableError as e:
+        raise SetupError(str(e)) from None
 
 
 def build_env(cfg: RunConfig) -> Any:
@@ -91,13 +67,6 @@ def make_episode_list(cfg: RunConfig, env: Any) -> list[Any]:
 
         return list(make_episodes(cfg.split, cfg.episodes, cfg.seed))
     return [None] * cfg.episodes  # the backend picks (rig: one "episode" per run)
-
-
-def needs_imagination(cfg: RunConfig) -> bool:
-    from planners.factory import NEEDS_IMAGINATION
-
-    name = cfg.planner.name
-    return name in NEEDS_IMAGINATION or (name == "pose_following" and cfg.planner.imagine)
 
 
 # -------------------------------------------------------------------------------------- runner
@@ -133,11 +102,11 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
     from tqdm import tqdm
 
     from planners.base import PlannerError
-    from planners.factory import check_planner_name, make_planner
+    from planners.factory import PLANNERS, make_planner
     from v4s_agent.agent import run_episode
     from v4s_agent.viz import GifRecorder, RerunRecorder
 
-    check_planner_name(cfg.planner.name)
+    PLANNERS.get(cfg.planner.name)
     out = Path(cfg.output_dir)
     results = out / "results.jsonl"
     outcome = RunOutcome(output_dir=out)
@@ -145,7 +114,7 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
     # The world first: a missing backend (habitat_sim) is the more basic problem to report.
     env = build_env(cfg)
     try:
-        imagination = load_imagination(cfg.model) if needs_imagination(cfg) else None
+        imagination = load_imagination(cfg.model) if cfg.planner.needs_imagination else None
         out.mkdir(parents=True, exist_ok=True)  # only once the run can start
         done = read_done(results) if cfg.resume else {}
         if not cfg.resume and results.exists():

@@ -56,6 +56,13 @@ class FlowPathConfig:
             raise ValueError(f"need 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
 
 
+@dataclass(frozen=True)
+class PnPFlowPathConfig(FlowPathConfig):
+    """The `flow_pnp` read-back: the same flow, a full 6-DoF fit."""
+
+    motion: Literal["planar", "pnp"] = "pnp"
+
+
 def dense_flow(a: np.ndarray, b: np.ndarray, method: str = "farneback", init: np.ndarray | None = None) -> np.ndarray:
     """(H, W, 2) flow from RGB frame a to b (pixels, u then v), optionally starting from `init`
     (the flow a motion guess predicts) so that turns of tens of pixels are not lost at 64 px."""
@@ -271,3 +278,11 @@ def flow_path(frames: np.ndarray, first_depth: np.ndarray, K: np.ndarray | None 
         depth, valid = render_depth(cloud, poses[-1], K, H, W)
         valid &= (depth > cfg.min_depth) & (depth < cfg.max_depth)
     return PathEstimate.from_poses(np.stack(poses), confidence=float(np.mean(confs)), method=f"flow-{cfg.flow}-{cfg.motion}")
+
+
+def flow_readback(frames: np.ndarray, depth: np.ndarray | None, K: np.ndarray, poses: np.ndarray | None = None,
+                  cfg: FlowPathConfig | None = None) -> PathEstimate:
+    """The `flow` / `flow_pnp` read-back (planners.readback.READBACKS): needs the current view's depth."""
+    if depth is None:
+        raise ValueError("readback=flow needs depth; this env gives none, use readback=idm")
+    return flow_path(frames, depth, K, cfg)

@@ -141,6 +141,12 @@ def idm_path(frames: np.ndarray, model: InverseDynamics | None = None) -> PathEs
 
 
 # ------------------------------------------------------------------------------------ training data
+def idm_readback(frames: np.ndarray, depth: np.ndarray | None, K: np.ndarray, poses: np.ndarray | None = None,
+                 cfg: None = None) -> PathEstimate:
+    """The `idm` read-back (planners.readback.READBACKS): the shipped model, no depth needed."""
+    return idm_path(frames)
+
+
 class _SharedWorld:
     """One EmbeddedWorld (one GL context) moved from scene to scene."""
 

@@ -97,3 +97,11 @@ class PathEstimate:
         """The path in the world frame, given where the first frame was taken."""
         T0 = pose_to_matrix(start)
         return [matrix_to_pose(T0 @ T) for T in self.poses_rel]
+
+
+def reported_path(frames: np.ndarray, depth: np.ndarray | None, K: np.ndarray, poses: np.ndarray | None = None,
+                  cfg: None = None) -> PathEstimate:
+    """The `true` read-back (planners.readback.READBACKS): poses the imagination itself reports."""
+    if poses is None:
+        raise ValueError("readback=true needs an imagination that reports poses (the oracle); use readback=flow")
+    return PathEstimate.from_poses(np.asarray(poses), 1.0, "truth")

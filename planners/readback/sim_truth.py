@@ -13,6 +13,7 @@ import numpy as np
 
 from envs.geometry import matrix_to_pose, pose_to_matrix
 from envs.types import Observation, Pose
+from planners.readback import READBACKS, read_back
 from planners.readback.path import PathEstimate, step_matrix
 
 
@@ -73,8 +74,8 @@ def evaluate_readback(method: str = "flow", split: str = "val", scenes: int = 10
     from envs.geometry import intrinsics_from_hfov
     from envs.splits import split_seeds
 
-    if method not in ("flow", "idm"):
-        raise ValueError(f"method must be 'flow' or 'idm', got {method!r}")
+    if method not in READBACKS or method == "true":
+        raise ValueError(f"method must be one of {[n for n in READBACKS.names() if n != 'true']}, got {method!r}")
     seeds = split_seeds(split, first_scene + scenes)[first_scene:]
     world = EmbeddedWorld(WorldConfig(), scene_seed=seeds[0])
     K = intrinsics_from_hfov(world.hfov_deg, size, size)
@@ -82,14 +83,7 @@ def evaluate_readback(method: str = "flow", split: str = "val", scenes: int = 10
     for s in seeds:
         world.load_scene(s)
         c = random_truth_clip(world, np.random.default_rng(s), num_frames=num_frames, size=size)
-        if method == "flow":
-            from planners.readback.flow_path import flow_path
-
-            est = flow_path(c.frames, c.observations[0].depth, K)
-        else:
-            from planners.readback.inverse_dynamics import idm_path
-
-            est = idm_path(c.frames)
+        est = read_back(method, c.frames, c.observations[0].depth, K)
         errs.append(np.abs(est.steps - c.truth.steps))
         confs.append(est.confidence)
     world.close()

@@ -213,14 +213,10 @@ class ImaginedSource(SimulatedSource):
         return VideoContext(np.stack(frames), np.arange(n), np.stack([pose_to_matrix(p) for p in poses]))
 
     def _readback(self, frames: np.ndarray, depth: np.ndarray):
-        if self.cfg.readback == "idm":
-            from planners.readback.inverse_dynamics import idm_path
-
-            return idm_path(frames)
-        from planners.readback.flow_path import flow_path
+        from planners.readback import read_back
 
         H, W = frames.shape[1:3]
-        return flow_path(frames, depth, intrinsics_from_hfov(self.world.hfov_deg, W, H))
+        return read_back(self.cfg.readback, frames, depth, intrinsics_from_hfov(self.world.hfov_deg, W, H))
 
     def make(self, traj_index: int, scene_seed: int, rng: np.random.Generator, tasks_needed: list[str]) -> Transition:
         w, bf = self.world, self.cfg.box_filter
