@@ -87,7 +87,7 @@ class EpisodeBookkeeping:
 # Worlds: name -> factory(cfg) -> NavEnv, with the backend's config dataclass. Add one with ENVS.register.
 ENVS = Registry("env", key="env")
 ENVS.register("embedded", "envs.embedded.world.make_embedded_env", "envs.embedded.config.WorldConfig")
-ENVS.register("habitat", "envs.habitat.env.make_habitat_env", "envs.habitat.config.HabitatConfig")
+ENVS.register("habitat", "envs.habitat.factory.make_habitat_env", "envs.habitat.config.HabitatConfig")
 ENVS.register("camera", "envs.camera.env.make_camera_env", "envs.camera.config.CameraConfig")
 
 

@@ -40,3 +40,8 @@ def require_habitat_sim() -> ModuleType:
     except ImportError as e:  # missing package, or a broken build (libEGL, numpy ABI)
         reason = "not installed" if getattr(e, "name", None) == "habitat_sim" else f"import failed: {e}"
         raise BackendUnavailableError(habitat_unavailable_message(reason)) from e
+
+
+class SceneError(ValueError):
+    """A scene, semantic annotation or episode file that cannot be used. `str(err)` is one line that
+    names the file and the fix; `python -m v4s_agent.run` prints it and exits 2."""

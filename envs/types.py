@@ -82,6 +82,7 @@ class Episode:
     # Filled by the world when the episode is built; empty for a rig.
     target_instance_ids: tuple[int, ...] = ()
     geodesic_start_distance: float = float("nan")
+    scene_id: str = ""  # scene file of a loaded scene (habitat-lab's scene_id); "" = the procedural scene_seed
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ HAS_HABITAT = importlib.util.find_spec("habitat_sim") is not None
 @pytest.mark.skipif(HAS_HABITAT, reason="habitat_sim is installed: the missing-backend path cannot happen")
 def test_missing_habitat_sim_raises_one_line_with_conda_command():
     with pytest.raises(BackendUnavailableError) as ei:
-        make_env("habitat", {"scene": "any.glb"})
+        make_env("habitat", {"scene": "any.glb", "renderer": "habitat_sim"})
     msg = str(ei.value)
     assert "\n" not in msg and HABITAT_CONDA_CMD in msg and "Python 3.9" in msg and "not installed" in msg and "setup.py install --headless" in msg
     assert isinstance(ei.value, ImportError)  # callers that catch ImportError for optional extras still work
@@ -48,7 +48,8 @@ def test_cli_env_habitat_exits_nonzero_with_install_hint():
         pytest.skip("v4s_agent/run.py not written yet")
     env = {**os.environ, "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1"}
     # planner/model that need no checkpoint, so the env is the first thing that can fail
-    p = subprocess.run([sys.executable, "-m", "v4s_agent.run", "env=habitat", "planner=explore", "model=none"],
+    p = subprocess.run([sys.executable, "-m", "v4s_agent.run", "env=habitat", "env.config.renderer=habitat_sim",
+                        "planner=explore", "model=none"],
                        cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode != 0

@@ -47,12 +47,12 @@ def load_imagination(model: ModelConfig) -> Any:
 
 def build_env(cfg: RunConfig) -> Any:
     from envs.base import make_env
-    from envs.errors import BackendUnavailableError
+    from envs.errors import BackendUnavailableError, SceneError
 
     backend_cfg = cfg.env.backend_config()
     try:
         return make_env(cfg.env.name, backend_cfg)
-    except BackendUnavailableError as e:  # already one line with the install command
+    except (BackendUnavailableError, SceneError) as e:  # already one line with the fix
         raise SetupError(str(e)) from None
     except ImportError as e:
         raise SetupError(f"env {cfg.env.name!r} is not available ({e}); use env=embedded or install that backend") from None
@@ -60,8 +60,13 @@ def build_env(cfg: RunConfig) -> Any:
 
 def make_episode_list(cfg: RunConfig, env: Any) -> list[Any]:
     """Episodes of `split` for this env: the env's own generator if it has one, else the embedded task's."""
+    from envs.errors import SceneError
+
     if hasattr(env, "make_episodes"):
-        return list(env.make_episodes(cfg.split, cfg.episodes, cfg.seed))
+        try:
+            return list(env.make_episodes(cfg.split, cfg.episodes, cfg.seed))
+        except SceneError as e:  # a bad scene or episode file: one line, exit 2
+            raise SetupError(str(e)) from None
     if cfg.env.name == "embedded":
         from envs.embedded.task import make_episodes
 

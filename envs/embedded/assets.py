@@ -21,6 +21,8 @@ from envs.navgrid import NavGrid, navgrid_from_scene  # noqa: E402
 
 
 class SceneAssets:
+    ray_group = PRIM_GROUP  # the geoms view-point rays test (one primitive per part here)
+
     def __init__(self, seed: int, cfg: WorldConfig) -> None:
         self.seed, self.cfg = int(seed), cfg
         self.scene: SceneSpec = generate_scene(seed, cfg)
@@ -74,7 +76,7 @@ class SceneAssets:
                 eyes = np.stack([xz[:, 0], -xz[:, 1], np.full(len(xz), self.cfg.sensor_height)], axis=1)
                 body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"obj{instance_id}")
                 groups = np.zeros(6, dtype=np.uint8)  # the parts only, not the merged render meshes
-                groups[PRIM_GROUP] = 1
+                groups[self.ray_group] = 1
                 keep = np.zeros(len(eyes), dtype=bool)
                 for t in targets:
                     rest = np.flatnonzero(~keep)  # eyes that already see the object need no more rays

@@ -186,7 +186,9 @@ def _box_texcoords(p: Part, rep: float) -> np.ndarray:
     return np.stack([0.5 * rep * size[0] * (a + 1.0), 0.5 * rep * size[1] * (1.0 - b)], axis=1)
 
 
-class _MeshAcc:
+class MeshAcc:
+    """Accumulates triangle soups (vertices, normals, faces, optional texcoords) into one MuJoCo mesh."""
+
     def __init__(self) -> None:
         self.v: list[np.ndarray] = []
         self.n: list[np.ndarray] = []
@@ -217,7 +219,22 @@ class _MeshAcc:
             m.userfacetexcoord = faces
 
 
-def _add_material(spec: mujoco.MjSpec, name: str, finish: tuple[float, float], texture: str | None = None,
+def palette_image(colours: list[tuple[int, int, int]]) -> np.ndarray:
+    """(4, 4 * len(colours), 3) uint8: one row of 4x4 blocks, one per colour (no v-flip ambiguity)."""
+    b = _PAL_BLOCK
+    pal = np.zeros((b, b * len(colours), 3), dtype=np.uint8)
+    for i, c in enumerate(colours):
+        pal[:, i * b : (i + 1) * b] = c
+    return pal
+
+
+def palette_uv(index: int, n_colours: int, n_vertices: int) -> np.ndarray:
+    """Texcoords of colour `index` of `palette_image`: a constant coordinate between 4 texels of one
+    colour, so bilinear filtering returns it exactly and zero derivatives keep mipmapping on level 0."""
+    return np.tile([(index + 0.5) / n_colours, 0.5], (n_vertices, 1))
+
+
+def add_material(spec: mujoco.MjSpec, name: str, finish: tuple[float, float], texture: str | None = None,
                   repeat: float = 1.0, uniform: bool = False) -> None:
     """One material for the parts and the merged meshes alike. The merged meshes carry final texture
     coordinates (MuJoCo scales explicit mesh texcoords by texrepeat, and more with texuniform), so
@@ -236,18 +253,18 @@ def _add_merged_meshes(spec: mujoco.MjSpec, scene: SceneSpec) -> list[int]:
     instances), the instance id for the segmentation meshes (SEG_GROUP: one per instance, 0 =
     structure)."""
     body = spec.worldbody.add_body(name="merged_meshes")
-    struct: dict[tuple, _MeshAcc] = {}
-    furniture = _MeshAcc()
-    seg: dict[int, _MeshAcc] = {}
+    struct: dict[tuple, MeshAcc] = {}
+    furniture = MeshAcc()
+    seg: dict[int, MeshAcc] = {}
     colours: dict[tuple[int, int, int], int] = {}
     fparts: list[tuple[tuple, int]] = []
     for p in scene.parts:
         v, n, f, _ = geo = _part_geometry(p)
-        seg.setdefault(p.instance_id, _MeshAcc()).add(v, n, f, None)
+        seg.setdefault(p.instance_id, MeshAcc()).add(v, n, f, None)
         if p.instance_id == 0:
             key = (p.material, None if p.material is not None else tuple(np.round(p.rgb, 6)))
             uv = _box_texcoords(p, float(scene.materials[p.material][1])) if p.material is not None else None
-            struct.setdefault(key, _MeshAcc()).add(v, n, f, uv)
+            struct.setdefault(key, MeshAcc()).add(v, n, f, uv)
         else:
             c = tuple(int(x) for x in np.clip(np.round(np.asarray(p.rgb) * 255.0), 0, 255))
             fparts.append((geo, colours.setdefault(c, len(colours))))
@@ -264,21 +281,16 @@ def _add_merged_meshes(spec: mujoco.MjSpec, scene: SceneSpec) -> list[int]:
         if mat is None:
             add_geom(f"rgb_struct{k}", RENDER_GROUP, "plain", (*rgb, 1.0))
         else:
-            _add_material(spec, f"{mat}_merged", TEXTURED_FINISH, scene.materials[mat][0])
+            add_material(spec, f"{mat}_merged", TEXTURED_FINISH, scene.materials[mat][0])
             add_geom(f"rgb_struct{k}", RENDER_GROUP, f"{mat}_merged")
         inst.append(-1)
     if fparts:
-        b = _PAL_BLOCK
-        pal = np.zeros((b, b * len(colours), 3), dtype=np.uint8)  # one row of blocks: no v-flip ambiguity
-        for c, i in colours.items():
-            pal[:, i * b : (i + 1) * b] = c
-        t = spec.add_texture(name=PALETTE, type=mujoco.mjtTexture.mjTEXTURE_2D, width=pal.shape[1], height=b, nchannel=3)
+        pal = palette_image(list(colours))
+        t = spec.add_texture(name=PALETTE, type=mujoco.mjtTexture.mjTEXTURE_2D, width=pal.shape[1], height=pal.shape[0], nchannel=3)
         t.data = pal.tobytes()
-        _add_material(spec, PALETTE, PLAIN_FINISH, PALETTE)
+        add_material(spec, PALETTE, PLAIN_FINISH, PALETTE)
         for (v, n, f, _), i in fparts:
-            # a constant coordinate between 4 texels of one colour: bilinear filtering returns it
-            # exactly, and zero derivatives keep mipmapping on level 0
-            furniture.add(v, n, f, np.tile([(i + 0.5) / len(colours), 0.5], (len(v), 1)))
+            furniture.add(v, n, f, palette_uv(i, len(colours), len(v)))
         furniture.to_spec(spec, "rgb_furniture")
         add_geom("rgb_furniture", RENDER_GROUP, PALETTE)
         inst.append(-1)
@@ -289,14 +301,11 @@ def _add_merged_meshes(spec: mujoco.MjSpec, scene: SceneSpec) -> list[int]:
     return inst
 
 
-def build_model(scene: SceneSpec, cfg: WorldConfig) -> tuple[mujoco.MjModel, np.ndarray]:
-    """Compile the scene. Returns (model, geom_instance) where geom_instance[g] is the instance id
-    (0 = structure) of model geom g, or -1 for the RGB-D meshes that merge several instances.
-    Geoms 0..len(scene.parts)-1 are the parts, in order (group PRIM_GROUP); the merged meshes
-    follow (RENDER_GROUP, SEG_GROUP). Each object gets its own static body named
-    f"obj{instance_id}" (so ray casts can exclude it); structure geoms live in the world body."""
+def base_spec(name: str, cfg: WorldConfig) -> mujoco.MjSpec:
+    """An empty model with the embedded world's visual settings and lights: every scene rendered by
+    GLRenderer (procedural or loaded from a .glb) starts here, so both are lit the same way."""
     spec = mujoco.MjSpec()
-    spec.modelname = f"apartment_{scene.seed}"
+    spec.modelname = name
     spec.stat.extent = SCENE_EXTENT
     spec.stat.center = [0.0, 0.0, 0.0]
     vis = spec.visual
@@ -314,8 +323,7 @@ def build_model(scene: SceneSpec, cfg: WorldConfig) -> tuple[mujoco.MjModel, np.
     # no MSAA in the offscreen buffer: 4x multisampling (MuJoCo's default) plus its resolve blit
     # cost ~1.9x per frame on llvmpipe at 128x128; the images only lose edge anti-aliasing
     vis.quality.offsamples = 0
-    wb = spec.worldbody
-    wb.add_light(
+    spec.worldbody.add_light(
         type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL,
         dir=[0.25, 0.35, -1.0],
         pos=[0.0, 0.0, 5.0],
@@ -324,13 +332,29 @@ def build_model(scene: SceneSpec, cfg: WorldConfig) -> tuple[mujoco.MjModel, np.
         specular=[0.05, 0.05, 0.05],
         castshadow=False,
     )
+    return spec
+
+
+def add_agent_camera(spec: mujoco.MjSpec, cfg: WorldConfig) -> None:
+    cam = spec.worldbody.add_camera(name="agent")
+    cam.fovy = vfov_deg(cfg.hfov_deg, cfg.width, cfg.height)
+
+
+def build_model(scene: SceneSpec, cfg: WorldConfig) -> tuple[mujoco.MjModel, np.ndarray]:
+    """Compile the scene. Returns (model, geom_instance) where geom_instance[g] is the instance id
+    (0 = structure) of model geom g, or -1 for the RGB-D meshes that merge several instances.
+    Geoms 0..len(scene.parts)-1 are the parts, in order (group PRIM_GROUP); the merged meshes
+    follow (RENDER_GROUP, SEG_GROUP). Each object gets its own static body named
+    f"obj{instance_id}" (so ray casts can exclude it); structure geoms live in the world body."""
+    spec = base_spec(f"apartment_{scene.seed}", cfg)
+    wb = spec.worldbody
     for name, tex in scene.textures.items():
         h, w = tex.shape[:2]
         t = spec.add_texture(name=name, type=mujoco.mjtTexture.mjTEXTURE_2D, width=w, height=h, nchannel=3)
         t.data = np.ascontiguousarray(tex, dtype=np.uint8).tobytes()
     for name, (tex, rep) in scene.materials.items():
-        _add_material(spec, name, TEXTURED_FINISH, tex, repeat=rep, uniform=True)
-    _add_material(spec, "plain", PLAIN_FINISH)  # objects: rgba from the geom, low specular
+        add_material(spec, name, TEXTURED_FINISH, tex, repeat=rep, uniform=True)
+    add_material(spec, "plain", PLAIN_FINISH)  # objects: rgba from the geom, low specular
     inst: list[int] = []
     bodies = {o.instance_id: wb.add_body(name=f"obj{o.instance_id}") for o in scene.objects}
     for p in scene.parts:
@@ -350,7 +374,26 @@ def build_model(scene: SceneSpec, cfg: WorldConfig) -> tuple[mujoco.MjModel, np.
             g.rgba = [*p.rgb, 1.0]
         inst.append(p.instance_id)
     inst += _add_merged_meshes(spec, scene)
-    cam = wb.add_camera(name="agent")
-    cam.fovy = vfov_deg(cfg.hfov_deg, cfg.width, cfg.height)
+    add_agent_camera(spec, cfg)
     model = spec.compile()
     return model, np.asarray(inst, dtype=np.int32)
+
+
+# ------------------------------------------------------------------ the same surfaces as a .glb
+# glTF materials carry roughness, MuJoCo materials (specular, shininess): the exporter writes one of
+# two roughness values and `finish_of` maps them back, so a loaded .glb is lit like the embedded world.
+ROUGHNESS_MATTE = 0.9  # textured structure (TEXTURED_FINISH)
+ROUGHNESS_PLAIN = 0.7  # plain-coloured surfaces and furniture (PLAIN_FINISH)
+
+
+def finish_of(roughness: float | None) -> tuple[float, float]:
+    """(specular, shininess) for a glTF roughness (None = glTF's default 1.0, e.g. scanned scenes: matte)."""
+    return PLAIN_FINISH if roughness is not None and roughness < 0.5 * (ROUGHNESS_MATTE + ROUGHNESS_PLAIN) else TEXTURED_FINISH
+
+
+def part_surface(p: Part, texture_repeat: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(vertices, unit normals, triangles, texcoords or None) of a part in the HABITAT frame: exactly the
+    triangles and texture mapping the merged render meshes draw (for the .glb exporter)."""
+    v, n, f, _ = _part_geometry(p)
+    uv = _box_texcoords(p, texture_repeat) if texture_repeat is not None else None
+    return v @ HAB_TO_MJ, n @ HAB_TO_MJ, f, uv

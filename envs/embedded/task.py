@@ -46,6 +46,22 @@ def goal_view_points(assets: SceneAssets, instance_ids) -> np.ndarray:
     return np.concatenate(vps, axis=0) if vps else np.zeros((0, 2))
 
 
+def sample_start(assets: SceneAssets, targets, rng: np.random.Generator, tries: int = 64) -> tuple[np.ndarray | None, float]:
+    """(start xz, geodesic distance to the targets' view points): the first of up to `tries` navigable
+    draws at least MIN_START_DISTANCE away, else the farthest reachable one (None if none is)."""
+    g = assets.navgrid
+    field = g.distance_field(goal_view_points(assets, targets))[0]  # one lookup per draw
+    best, best_d = None, -1.0
+    for _ in range(tries):
+        p = g.sample_navigable(rng)
+        d = float(field[g.start_cell(p)])
+        if np.isfinite(d) and d > best_d:
+            best, best_d = p, d
+        if best_d >= MIN_START_DISTANCE:
+            break
+    return best, best_d
+
+
 def make_episode(
     scene_seed: int,
     rng_or_seed,
@@ -89,17 +105,7 @@ def make_episode(
             raise NoReachableTargetError(
                 f"scene seed {scene_seed} has no reachable target of any category; pick another scene seed"
             )
-    goals = goal_view_points(assets, targets)
-    g = assets.navgrid
-    field = g.distance_field(goals)[0]  # g.geodesic_distance(p, goals) without re-deriving the goal cells
-    best, best_d = None, -1.0
-    for _ in range(64):
-        p = g.sample_navigable(rng)
-        d = float(field[g.start_cell(p)])
-        if np.isfinite(d) and d > best_d:
-            best, best_d = p, d
-        if best_d >= MIN_START_DISTANCE:
-            break
+    best, best_d = sample_start(assets, targets, rng)
     if best is None:  # cannot happen when targets are reachable; kept as a guard
         raise NoReachableTargetError(f"scene seed {scene_seed}: no start reaches {category!r}; pick another scene seed")
     yaw = float(rng.uniform(-np.pi, np.pi))

@@ -6,6 +6,7 @@ without touching the agent, which is what the data generator and the oracle plan
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -80,33 +81,45 @@ class EmbeddedWorld(EpisodeBookkeeping):
     def reset(self, episode: Episode | None = None, seed: int | None = None) -> Observation:
         """Start `episode`, or sample one with `seed` from the current scene."""
         if episode is None:
-            episode = make_episode(self._assets.seed, np.random.default_rng(seed), world=self)
+            episode = self._sample_episode(np.random.default_rng(seed))
         if not isinstance(episode, Episode):
             raise TypeError(f"reset() takes an envs.types.Episode, got {type(episode).__name__}")
-        check_category(episode.target_category)
-        self.load_scene(episode.scene_seed)
+        self._load_episode_scene(episode)
         if not episode.target_instance_ids:
             ids = reachable_targets(self._assets, episode.target_category)
             if not ids:
                 raise NoReachableTargetError(
-                    f"scene seed {episode.scene_seed} has no reachable {episode.target_category!r}; "
+                    f"scene {self._scene_name(episode)} has no reachable {episode.target_category!r}; "
                     f"pick another scene seed or category (envs.embedded.task.make_episode picks valid ones)"
                 )
-            episode = Episode(episode.episode_id, episode.scene_seed, episode.start, episode.target_category, ids,
-                              episode.geodesic_start_distance)
+            episode = dataclasses.replace(episode, target_instance_ids=ids)
         xz = (episode.start.position[0], episode.start.position[2])
         if not self.navgrid.is_navigable(xz):
             raise ValueError(
                 f"episode {episode.episode_id!r} starts at x={xz[0]:.2f}, z={xz[1]:.2f}, which is not navigable in "
-                f"scene {episode.scene_seed}; sample starts with envs.embedded.task.make_episode or navgrid.snap()"
+                f"scene {self._scene_name(episode)}; sample starts with envs.embedded.task.make_episode or navgrid.snap()"
             )
         self._episode = episode
         self._pose = episode.start
         self._steps = 0
         self._done = False
-        self._instruction = grounding_instruction(self.scene.scene_phrase(), category_phrase(episode.target_category))
+        self._instruction = grounding_instruction(self.scene.scene_phrase(), self._category_phrase(episode.target_category))
         self._measures.reset(episode, self)
         return self._observe(self._pose, semantic=self.cfg.render_semantic)
+
+    # hooks a world on other scenes (envs.habitat.mesh_world) overrides: where episodes come from
+    def _sample_episode(self, rng: np.random.Generator) -> Episode:
+        return make_episode(self._assets.seed, rng, world=self)
+
+    def _load_episode_scene(self, episode: Episode) -> None:
+        check_category(episode.target_category)
+        self.load_scene(episode.scene_seed)
+
+    def _scene_name(self, episode: Episode) -> str:
+        return f"seed {episode.scene_seed}"
+
+    def _category_phrase(self, category: str) -> str:
+        return category_phrase(category)
 
     def step(self, action: Action | int) -> Observation:
         try:

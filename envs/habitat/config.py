@@ -9,6 +9,7 @@ from typing import Any
 
 from envs.config import coerce_config  # noqa: F401  (re-exported for make_habitat_env)
 
+RENDERERS = ("auto", "habitat_sim", "mujoco")
 SCENE_SUFFIXES = (".glb", ".gltf", ".ply", ".obj", ".house")
 
 
@@ -23,7 +24,10 @@ def _positive(obj: Any, *names: str) -> None:
 class HabitatConfig:
     """habitat_sim Simulator + agent settings. Scene paths are checked for existence at env build."""
 
+    renderer: str = "auto"  # auto (habitat_sim when it imports, else mujoco) | habitat_sim | mujoco (pip-only)
     scene: str = ""  # .glb / HM3D *.basis.glb / MP3D .glb path, or a scene id inside scene_dataset_config
+    episodes_file: str = ""  # habitat-lab ObjectNav *.json.gz ({split} is replaced); "" = sample on env.scene
+    scenes_dir: str = ""  # joined to the episodes' scene_id (habitat-lab's scenes_dir); "" = beside the file
     scene_dataset_config: str = ""  # e.g. hm3d_annotated_basis.scene_dataset_config.json (HM3D semantics)
     semantic_sidecar: str = ""  # our exporter's JSON; "" = <scene stem>.json next to the .glb when present
     navmesh: str = ""  # .navmesh file; "" = <scene stem>.navmesh when present, else recomputed
@@ -54,6 +58,8 @@ class HabitatConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.renderer not in RENDERERS:
+            raise ValueError(f"env.renderer={self.renderer!r} is not one of {list(RENDERERS)}")
         self.target_categories = [str(c) for c in (self.target_categories or [])]
         _positive(self, "width", "height", "sensor_height", "max_depth", "agent_radius", "agent_height",
                   "forward_step", "turn_angle_deg", "tilt_angle_deg", "max_episode_steps",
@@ -74,7 +80,7 @@ class HabitatConfig:
         """The semantic sidecar to use: explicit, else `<scene stem>.json` next to the scene if it exists."""
         if self.semantic_sidecar:
             return Path(self.semantic_sidecar)
-        return _sibling(self.scene, ".json")
+        return _sibling(self.scene, ".semantic.json") or _sibling(self.scene, ".json")
 
     def resolved_navmesh(self) -> Path | None:
         if self.navmesh:
