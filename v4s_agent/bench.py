@@ -13,6 +13,7 @@ BENCHES = {
     "sim": "envs.embedded.bench:bench_sim",
     "generate": "models.bench:bench_generate",
     "train": "models.bench:bench_train",
+    "habitat": "envs.habitat.bench:bench_habitat",
 }
 
 

@@ -5,14 +5,14 @@ A cell (its centre, like the embedded world's grid) is open floor when a vertica
 meets an upward-facing surface at floor height and nothing else between `max_climb` and
 `agent_height` above the floor: no sloped or horizontal surface there, no wall face crossing the
 cell behind its centre, and the line is not inside a closed solid (the first surface above the band
-faces up). The agent radius is applied by NavGrid. Written here because no pip library rasterises a
-triangle soup into a 2.5-D occupancy grid (recast/navmesh bindings are not on PyPI for Linux).
+faces up). The agent radius is applied by NavGrid. Written here rather than taken from a navmesh
+library: the point is the embedded world's own grid (its geodesics and collision rule), so that both
+worlds score an episode the same way; a navmesh would give different geodesics. Solids thinner than
+half a cell may block one extra row of cells beside them.
 """
 from __future__ import annotations
 
 import numpy as np
-
-from envs.embedded.navgrid import NavGrid
 
 VERTICAL = 0.05  # |normal_y| below this: a wall face (projects to a segment, not an area)
 _CHUNK = 2_000_000
@@ -148,10 +148,3 @@ def free_floor(vertices: np.ndarray, faces: np.ndarray, resolution: float, agent
         if hi[1] > band0 and lo[1] < band1:
             blocked |= ((zc >= lo[2]) & (zc <= hi[2]))[:, None] & ((xc >= lo[0]) & (xc <= hi[0]))[None, :]
     return floor & ~blocked, origin, fy
-
-
-def navgrid_from_mesh(vertices: np.ndarray, faces: np.ndarray, resolution: float, agent_radius: float,
-                      agent_height: float, floor_y: float | None = None, max_climb: float = 0.1,
-                      object_boxes: list[tuple] = ()) -> NavGrid:
-    free, origin, _ = free_floor(vertices, faces, resolution, agent_height, floor_y, max_climb, object_boxes)
-    return NavGrid(free, (float(origin[0]), float(origin[1])), resolution, agent_radius)

@@ -37,12 +37,19 @@ from envs.embedded.mjbuild import (  # noqa: E402
 from envs.embedded.world import EmbeddedWorld  # noqa: E402
 from envs.errors import SceneError  # noqa: E402
 from envs.habitat.config import HabitatConfig  # noqa: E402
-from envs.habitat.floorgrid import navgrid_from_mesh  # noqa: E402
-from envs.habitat.goals import with_article  # noqa: E402
+from envs.habitat.floorgrid import free_floor  # noqa: E402
+from envs.habitat.goals import normalize_category  # noqa: E402
 from envs.habitat.scenefile import MeshScene, load_mesh_scene  # noqa: E402
+from envs.instructions import with_article  # noqa: E402
+from envs.navgrid import NavGrid  # noqa: E402
 from envs.types import Episode, Pose  # noqa: E402
 
 GRID_RESOLUTION = 0.05  # the embedded world's default cell size
+SNAP_START = 0.25  # metres an episode's start may move to reach our grid's navigable cells
+
+
+def floor_of(episode: Episode, sensor_height: float) -> float:
+    return round(float(episode.start.position[1]) - sensor_height, 2)
 
 
 def world_config(cfg: HabitatConfig) -> WorldConfig:
@@ -103,10 +110,11 @@ class MeshAssets(SceneAssets):
         mujoco.mj_kinematics(self.model, self.data)
         v, f = ms.triangles
         try:
-            self.navgrid = navgrid_from_mesh(v, f, cfg.grid_resolution, cfg.agent_radius, agent_height, floor_y,
-                                             object_boxes=[(o.aabb_min, o.aabb_max) for o in ms.objects])
+            free, origin, self.floor_y = free_floor(v, f, cfg.grid_resolution, agent_height, floor_y,
+                                                    object_boxes=[(o.aabb_min, o.aabb_max) for o in ms.objects])
         except ValueError as e:
             raise SceneError(f"scene {ms.path}: {e}") from None
+        self.navgrid = NavGrid(free, (float(origin[0]), float(origin[1])), cfg.grid_resolution, cfg.agent_radius)
         self._view_points: dict[int, np.ndarray] = {}
         self._reachable: dict[int, np.ndarray] = {}
         self._geoms_of = {int(i): np.flatnonzero(self.geom_instance == i) for i in np.unique(self.geom_instance) if i > 0}
@@ -124,12 +132,14 @@ _CACHE: OrderedDict[tuple, MeshAssets] = OrderedDict()
 _CACHE_SIZE = 4
 
 
-def get_mesh_assets(scene: str, cfg: HabitatConfig) -> MeshAssets:
-    """Cached MeshAssets per (scene file, sidecar, settings)."""
-    key = (str(Path(scene).resolve()), cfg.semantic_sidecar, tuple(sorted(dataclasses.asdict(world_config(cfg)).items())),
-           cfg.agent_height)
+def get_mesh_assets(scene: str, cfg: HabitatConfig, floor_y: float | None = None) -> MeshAssets:
+    """Cached MeshAssets per (scene file, storey, sidecar, settings); floor_y None = the ground floor."""
+    floor_y = None if floor_y is None else round(float(floor_y), 2)
+    key = (str(Path(scene).resolve()), floor_y, cfg.semantic_sidecar,
+           tuple(sorted(dataclasses.asdict(world_config(cfg)).items())), cfg.agent_height)
     if key not in _CACHE:
-        _CACHE[key] = MeshAssets(load_mesh_scene(scene, cfg.semantic_sidecar or None), world_config(cfg), cfg.agent_height)
+        ms = load_mesh_scene(scene, cfg.semantic_sidecar or None)
+        _CACHE[key] = MeshAssets(ms, world_config(cfg), cfg.agent_height, floor_y)
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     _CACHE.move_to_end(key)
@@ -144,16 +154,17 @@ class MeshWorld(EmbeddedWorld):
         self._scene_file = ""
         super().__init__(world_config(cfg), scene_seed=-1)
 
-    def load_scene(self, scene) -> None:
-        """`scene`: a scene file; -1 (the constructor) loads env.config.scene when one is set."""
+    def load_scene(self, scene, floor_y: float | None = None) -> None:
+        """`scene`: a scene file (on the storey at floor_y, None = ground floor); -1 (the constructor)
+        loads env.config.scene when one is set."""
         if isinstance(scene, int):
             if not self.habitat_cfg.scene:
                 return
             scene = self.habitat_cfg.scene
         scene = str(scene)
-        if self._assets is not None and self._scene_file == scene:
+        assets = get_mesh_assets(scene, self.habitat_cfg, floor_y)
+        if assets is self._assets:
             return
-        assets = get_mesh_assets(scene, self.habitat_cfg)
         self._renderer.set_model(assets.model, assets.geom_instance)
         self._assets, self._scene_file = assets, scene
         self._episode, self._done = None, True
@@ -180,7 +191,7 @@ class MeshWorld(EmbeddedWorld):
         return sample_mesh_episode(self, rng, f"{Path(self._scene_file).name}-{int(rng.integers(1 << 30))}")
 
     def _load_episode_scene(self, episode: Episode) -> None:
-        self.load_scene(episode.scene_id or -1)
+        self.load_scene(episode.scene_id or -1, floor_of(episode, self.cfg.sensor_height) if episode.scene_id else None)
         self._require_scene()
         if not self.scene.instances_of(episode.target_category):
             raise SceneError(f"episode {episode.episode_id}: category {episode.target_category!r} is not in scene "
@@ -192,7 +203,7 @@ class MeshWorld(EmbeddedWorld):
     def _category_phrase(self, category: str) -> str:
         from envs.embedded.categories import CATEGORIES, category_phrase
 
-        return category_phrase(category) if category in CATEGORIES else with_article(category)
+        return category_phrase(category) if category in CATEGORIES else with_article(normalize_category(category))
 
     def make_episodes(self, split: str, n: int, seed: int = 0) -> list[Episode]:
         """The run hook. With env.config.episodes_file: its first `n` episodes ({split} in the path is
@@ -231,7 +242,7 @@ class MeshWorld(EmbeddedWorld):
                           "(set env.config.scenes_dir to the folder the scene ids are relative to)", file=sys.stderr)
                 missing.add(e.scene_id)
                 continue
-            assets = get_mesh_assets(e.scene_id, self.habitat_cfg)
+            assets = get_mesh_assets(e.scene_id, self.habitat_cfg, e.start_position[1])
             if not assets.scene.instances_of(e.object_category):
                 raise SceneError(f"episode file {path}: episode {e.episode_id} asks for category {e.object_category!r}, "
                                  f"which scene {Path(e.scene_id).name} does not have (present: {assets.scene.categories_present})")
@@ -239,6 +250,9 @@ class MeshWorld(EmbeddedWorld):
                 if len(g.view_points):
                     assets.set_view_points(g.object_id, g.view_points[:, [0, 2]])
             x, y, z = e.start_position
+            if not assets.navgrid.is_navigable((x, z)):  # navmesh points may sit at our grid's edge
+                sx, sz = assets.navgrid.snap((x, z))
+                x, z = (sx, sz) if np.hypot(sx - x, sz - z) <= SNAP_START else (x, z)
             start = Pose((x, y + self.cfg.sensor_height, z), e.start_yaw, 0.0)
             ids = tuple(g.object_id for g in e.goals) or tuple(o.instance_id for o in assets.scene.instances_of(e.object_category))
             out.append(Episode(e.episode_id, -1, start, e.object_category, ids, e.geodesic_distance, scene_id=e.scene_id))
@@ -251,8 +265,6 @@ class MeshWorld(EmbeddedWorld):
 def sample_mesh_episode(world: MeshWorld, rng: np.random.Generator, episode_id: str) -> Episode:
     """A category with a reachable instance and a start drawn as `envs.embedded.task.make_episode` does."""
     from envs.embedded.task import reachable_targets, sample_start
-    from envs.habitat.floorgrid import floor_height
-
     assets = world.assets
     cats = list(world.habitat_cfg.target_categories or assets.scene.categories_present)
     for cat in [cats[i] for i in rng.permutation(len(cats))]:
@@ -263,6 +275,6 @@ def sample_mesh_episode(world: MeshWorld, rng: np.random.Generator, episode_id: 
         raise NoReachableTargetError(f"scene {world.scene_file} has no reachable object of {cats}; "
                                      "check env.config.target_categories")
     best, best_d = sample_start(assets, targets, rng)
-    y = floor_height(*assets.scene.triangles) + world.cfg.sensor_height
+    y = assets.floor_y + world.cfg.sensor_height
     start = Pose((float(best[0]), y, float(best[1])), float(rng.uniform(-np.pi, np.pi)), 0.0)
     return Episode(episode_id, -1, start, cat, tuple(int(t) for t in targets), best_d, scene_id=world.scene_file)
