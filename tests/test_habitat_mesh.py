@@ -205,3 +205,14 @@ def test_bad_inputs_give_one_line(exported, tmp_path, worlds):
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert p.returncode == 2 and len(errors) == 1 and "junk.json.gz" in errors[0] and "Traceback" not in p.stderr
+
+
+def test_bench_habitat_prints_one_json_line(tmp_path):
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    p = subprocess.run([sys.executable, "-m", "v4s_agent.bench", "habitat", "--steps", "10", "--block", "5", "--size", "32"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (line,) = p.stdout.strip().splitlines()
+    r = json.loads(line)
+    assert r["steps"] == 10 and r["embedded_steps_per_s"] > 0 and r["habitat_mujoco_steps_per_s"] > 0
+    assert r["same_final_pose"] is True  # both worlds walked the same actions to the same place
