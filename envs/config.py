@@ -47,37 +47,54 @@ def coerce_config(cls: type[T], cfg: Any, group: str, ignore: Iterable[str] = ()
     return cls(**{k: v for k, v in cfg.items() if k in names})
 
 
-def parse_key_values(cls: type[T], argv: Iterable[str], what: str = "key") -> dict[str, Any]:
-    """`key=value` command-line arguments -> {field: value} typed by `cls`'s dataclass annotations
-    (int, float, bool, str, and `X | None` with none/null). One clear error line for a malformed
-    argument, an unknown key (`unknown {what} [...]`) or a value of the wrong type."""
-    fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    out: dict[str, Any] = {}
+def parse_overrides(cls: type[T], argv: Iterable[str]) -> T:
+    """`key=value` command-line overrides (OmegaConf dot-list syntax, as Hydra takes them) -> a `cls`
+    instance: OmegaConf checks every key and value against the dataclass, then `__post_init__` checks
+    ranges. Any problem is one ConfigError line (`config_error_line`), the same for every CLI."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    items = []
     for arg in argv:
-        if "=" not in arg:
-            raise ValueError(f"arguments are key=value, got {arg!r}; valid keys: {sorted(fields)}")
-        key, raw = arg.split("=", 1)
+        key, eq, raw = arg.partition("=")
+        if not eq:
+            raise ConfigError(f"arguments are key=value, got {arg!r}; valid keys: {sorted(types)}")
         key = key.lstrip("+")  # Hydra's "+key=value" spelling
-        if key not in fields:
-            raise ValueError(f"unknown {what} {key!r}; valid keys: {sorted(fields)}")
-        out[key] = _typed(key, raw, fields[key])
-    return out
-
-
-def _typed(key: str, raw: str, t: str) -> Any:
-    if raw.lower() in ("none", "null") and "None" in t:
-        return None
+        if raw.lower() == "none" and "None" in types.get(key, ""):
+            raw = "null"
+        items.append(f"{key}={raw}")
     try:
-        if t.startswith("bool"):
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if t.startswith("int"):
-            return int(raw)
-        if t.startswith("float"):
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"{key}={raw!r} is not a valid {t}") from None
-    return raw
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.from_dotlist(items)))
+    except OmegaConfBaseException as e:
+        raise ConfigError(config_error_line(e, sorted(types))) from None
+
+
+def config_error_line(e: BaseException, valid_keys: Iterable[str] | None = None) -> str:
+    """One line for a Hydra/OmegaConf composition error: an unknown group choice lists the choices, an
+    unknown key names it (and the valid keys when known), a bad value names key, value and the type."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    chain, x = [], e
+    while x is not None and x not in chain:
+        chain.append(x)
+        x = x.__cause__ or x.__context__
+    for x in chain:
+        options = getattr(x, "options", None)
+        missing = getattr(x, "missing_cfg_file", None)
+        if options and missing and "/" in missing:  # hydra.errors.MissingConfigException of a config group
+            group, _, name = missing.rpartition("/")
+            return f"unknown {group} {name!r}; choose one of {sorted(options)} ({group}=NAME)"
+        if isinstance(x, OmegaConfBaseException) and getattr(x, "full_key", None):
+            if isinstance(x, ConfigKeyError | ConfigAttributeError):
+                valid = f"; valid keys: {sorted(valid_keys)}" if valid_keys else ""
+                return f"unknown key {x.full_key!r}{valid}"
+            if getattr(x, "value", None) is not None:
+                return f"bad value {x.full_key}={x.value!r}: {str(x.msg).splitlines()[0]}"
+            return f"bad value for {x.full_key}: {str(x.msg).splitlines()[0]}"
+    for x in chain:
+        if isinstance(x, ConfigError):
+            return str(x)
+    text = " ".join(" ".join(str(x).strip() for x in chain[:2]).split())
+    cut = text.find("Config search path")
+    return text[:cut].strip() if cut > 0 else text

@@ -15,37 +15,43 @@ import re
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-KEYS = ("frames", "context_frames", "steps", "repeats", "threads", "seed", "guidance_scale", "checkpoint")
-TRAIN_KEYS = ("data", "sizes", "batch_size", "context_frames", "repeats", "threads", "seed", "resolution")
+from envs.config import parse_overrides
 
 
-def _options(argv: list[str], keys: tuple[str, ...]) -> dict[str, str]:
-    opts: dict[str, str] = {}
-    for a in argv:
-        if "=" not in a:
-            raise ValueError(f"argument {a!r} is not key=value; known keys: {keys}")
-        k, v = a.split("=", 1)
-        if k not in keys:
-            raise ValueError(f"unknown option {k!r}; known keys: {keys}")
-        opts[k] = v
-    return opts
+@dataclass
+class GenerateBenchConfig:
+    frames: int = 16
+    context_frames: int = 16
+    steps: int = 10
+    repeats: int = 3
+    # 1 thread by default: on the shared 2-core box it was 0.50 s vs 1.5-1.9 s with 2 threads while
+    # another job ran (2 threads only win on an idle machine: 0.35 s); pass threads=2 to compare
+    threads: int = 1
+    seed: int = 0
+    guidance_scale: float | None = None  # None: the checkpoint's when it does CFG (> 1), else 3
+    checkpoint: str = "default"
+
+
+@dataclass
+class TrainBenchConfig:
+    data: str = ""  # clip folder(s), comma-separated
+    sizes: str = "L2H3F512,L4H3F576"
+    batch_size: int = 4
+    context_frames: int = 16
+    repeats: int = 5
+    threads: int = 1
+    seed: int = 0
+    resolution: int = 0
 
 
 def bench_generate(argv: list[str]) -> dict:
-    opts = _options(argv, KEYS)
-    frames = int(opts.get("frames", 16))
-    n_ctx = int(opts.get("context_frames", 16))
-    steps = int(opts.get("steps", 10))
-    repeats = int(opts.get("repeats", 3))
-    # 1 thread by default: on the shared 2-core box it was 0.50 s vs 1.5-1.9 s with 2 threads while
-    # another job ran (2 threads only win on an idle machine: 0.35 s); pass threads=2 to compare
-    threads = int(opts.get("threads", 1))
-    seed = int(opts.get("seed", 0))
-    ckpt = opts.get("checkpoint", "default")
+    o = parse_overrides(GenerateBenchConfig, argv)
+    frames, n_ctx, steps, repeats, threads, seed, ckpt = o.frames, o.context_frames, o.steps, o.repeats, o.threads, o.seed, o.checkpoint
     if threads > 0:
         torch.set_num_threads(threads)
 
@@ -61,7 +67,8 @@ def bench_generate(argv: list[str]) -> dict:
     pipe.settings.num_frames = frames
     pipe.settings.num_box_frames = min(pipe.settings.num_box_frames, frames - 1)
     pipe.codec.check_target_frames(frames)
-    gs = float(opts.get("guidance_scale", pipe.settings.guidance_scale if pipe.settings.guidance_scale > 1 else 3.0))
+    default_gs = pipe.settings.guidance_scale if pipe.settings.guidance_scale > 1 else 3.0
+    gs = float(default_gs if o.guidance_scale is None else o.guidance_scale)
     rng = np.random.default_rng(seed)
     ctx = VideoContext(frames=rng.integers(0, 256, (n_ctx, 128, 128, 3), dtype=np.uint8),
                        indices=np.arange(n_ctx) * 5)
@@ -123,18 +130,18 @@ def bench_train(argv: list[str]) -> dict:
     from models.clipstore import ClipDataset
     from models.train import ClipEncoder, TrainConfig, _shift, flow_loss, init_pipeline, make_batch
 
-    opts = _options(argv, TRAIN_KEYS)
-    if "data" not in opts:
+    o = parse_overrides(TrainBenchConfig, argv)
+    if not o.data:
         raise ValueError("data=DIR is required (clip shards, e.g. runs/data/val written by models.data; "
                          "a comma list compares clip lengths)")
-    sizes = [parse_size(s) for s in opts.get("sizes", "L2H3F512,L4H3F576").split(",")]
-    bs, repeats, seed = int(opts.get("batch_size", 4)), int(opts.get("repeats", 5)), int(opts.get("seed", 0))
-    torch.set_num_threads(int(opts.get("threads", 1)))
-    n_ctx = int(opts.get("context_frames", 16))
+    sizes = [parse_size(s) for s in o.sizes.split(",")]
+    bs, repeats, seed = o.batch_size, o.repeats, o.seed
+    torch.set_num_threads(o.threads)
+    n_ctx = o.context_frames
     runs = []
-    for data in opts["data"].split(","):
+    for data in o.data.split(","):
         cfg = TrainConfig(data=data, out="-", batch_size=bs, seed=seed, max_context_frames=n_ctx,
-                          resolution=int(opts.get("resolution", 0)))
+                          resolution=o.resolution)
         dataset = ClipDataset(cfg.data)
         # the cost grows with the context, so measure clips that have the context asked for (the trainer
         # uses up to max_context_frames=16)

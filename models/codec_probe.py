@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from envs.config import parse_key_values
+from envs.config import parse_overrides
 
 
 @dataclass
@@ -74,9 +74,10 @@ def main(argv: list[str] | None = None) -> dict:
     from models.pipeline import DEFAULT_CHECKPOINT
 
     try:
-        cfg = CodecProbeConfig(**parse_key_values(CodecProbeConfig, sys.argv[1:] if argv is None else argv, "option"))
+        cfg = parse_overrides(CodecProbeConfig, sys.argv[1:] if argv is None else argv)
     except ValueError as e:
-        raise SystemExit(f"models.codec_probe: {e}") from None
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     codec_dir = cfg.codec or str(DEFAULT_CHECKPOINT / "codec")
     codec = TinyAutoencoder.from_pretrained(codec_dir, torch_dtype=torch.float32)
     views = final_views(ClipDataset(cfg.data))

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.config import parse_key_values
+from envs.config import parse_overrides
 from models.codecs import (
     TinyAutoencoder,
     frames_to_tensor,
@@ -134,9 +134,10 @@ class CodecTrainConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     try:
-        cfg = CodecTrainConfig(**parse_key_values(CodecTrainConfig, sys.argv[1:] if argv is None else argv, "option"))
+        cfg = parse_overrides(CodecTrainConfig, sys.argv[1:] if argv is None else argv)
     except ValueError as e:
-        raise SystemExit(f"models.codec_train: {e}") from None
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()

@@ -48,7 +48,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from envs.config import parse_key_values
+from envs.config import parse_overrides
 from envs.geometry import pose_to_matrix, wrap_angle, yaw_towards
 from envs.instructions import grounding_instruction
 from envs.splits import split_seeds
@@ -147,10 +147,10 @@ class ClipGenConfig:
     @classmethod
     def from_argv(cls, argv: list[str]) -> ClipGenConfig:
         """key=value arguments → config; unknown keys and malformed values are one clear error."""
-        kw = parse_key_values(cls, argv)
-        if not kw.get("out"):
+        cfg = parse_overrides(cls, argv)
+        if not cfg.out:
             raise ValueError("out=DIR is required (where the shards go)")
-        return cls(**kw)
+        return cfg
 
 
 # ------------------------------------------------------------------------------------ geometry
@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = ClipGenConfig.from_argv(argv)
     except (ValueError, TypeError) as e:
-        print(f"models.data: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     m = generate(cfg)
     print(json.dumps({k: m[k] for k in ("clips", "grounding", "navigation", "rejected", "seconds_this_run")}))

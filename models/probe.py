@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from envs.config import parse_key_values
+from envs.config import parse_overrides
 from models.clipstore import ClipDataset
 from models.conditioning import rope_positions
 from models.pipeline import ImaginationPipeline, load_default_pipeline
@@ -76,7 +76,7 @@ def probe(pipe: ImaginationPipeline, dataset: ClipDataset, clips: int, sigmas: l
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = ProbeConfig(**parse_key_values(ProbeConfig, argv, what="probe option"))
+        cfg = parse_overrides(ProbeConfig, argv)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

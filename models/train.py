@@ -13,7 +13,6 @@ final `pipeline/` export that `ImaginationPipeline.from_pretrained` / `load_defa
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from envs.config import parse_key_values
+from envs.config import parse_overrides
 from models.clipstore import ClipDataset
 from models.codecs import TinyAutoencoder
 from models.conditioning import (
@@ -123,13 +122,8 @@ class TrainConfig:
 
 
 def parse_args(argv: list[str]) -> TrainConfig:
-    """key=value pairs (Hydra style) or --key value (argparse style)."""
-    if any(a.startswith("--") for a in argv):
-        ap = argparse.ArgumentParser(prog="python -m models.train")
-        for f in dataclasses.fields(TrainConfig):
-            ap.add_argument(f"--{f.name}", type=str)
-        argv = [f"{k}={v}" for k, v in vars(ap.parse_args(argv)).items() if v is not None]
-    return TrainConfig(**parse_key_values(TrainConfig, argv, what="trainer option"))
+    """key=value overrides, checked against TrainConfig (envs.config.parse_overrides)."""
+    return parse_overrides(TrainConfig, argv)
 
 
 # ----------------------------------------------------------------------------------------------

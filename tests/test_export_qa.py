@@ -182,7 +182,7 @@ def test_cli_rejects_bad_arguments(capsys):
     from v4s_agent.export_qa import main
 
     for args, needle in ((["source=dreamed"], "source must be 'simulated' or 'imagined'"), (["n=ten"], "n='ten'"),
-                         (["colour=red"], "unknown argument 'colour'"), (["tasks=A1,Z9"], "tasks must be"),
+                         (["colour=red"], "unknown key 'colour'"), (["tasks=A1,Z9"], "tasks must be"),
                          (["validate", "path=/nonexistent/records.jsonl"], "no records file")):
         assert main(args) == 2
         err = capsys.readouterr().err

@@ -64,9 +64,11 @@ def test_eval_agent_prints_one_json_line(tmp_path):
 @pytest.mark.parametrize(
     "module, args, needle",
     [
-        ("v4s_agent.run", ["planner=bogus"], "planner/bogus"),
-        ("v4s_agent.eval", ["agent", "planner=bogus"], "Available options in 'planner'"),
-        ("v4s_agent.eval", ["agent", "env=mars"], "env/mars"),
+        ("v4s_agent.run", ["planner=bogus"], "unknown planner 'bogus'; choose one of ['cem', 'explore', 'grounding'"),
+        ("v4s_agent.eval", ["agent", "planner=bogus"], "unknown planner 'bogus'; choose one of ['cem', 'explore', 'grounding'"),
+        ("v4s_agent.eval", ["agent", "env=mars"], "unknown env 'mars'; choose one of"),
+        ("v4s_agent.run", ["episdes=3"], "unknown key 'episdes'"),
+        ("v4s_agent.run", ["episodes=many"], "bad value episodes='many'"),
         ("v4s_agent.eval", ["agent", "planner.gamma=5"], "planner.gamma must be in (0, 1]"),
         ("v4s_agent.eval", ["agent", "env.config.wdith=64"], "wdith"),
         ("v4s_agent.eval", ["agent", "planner=grounding", "model.checkpoint=/nonexistent/ckpt"], "/nonexistent/ckpt"),
@@ -75,6 +77,6 @@ def test_eval_agent_prints_one_json_line(tmp_path):
 )
 def test_bad_input_is_one_clear_line(module, args, needle):
     p = run(module, *args)
-    assert p.returncode != 0
+    assert p.returncode == 2
     assert needle in p.stderr, p.stderr
-    assert "Traceback" not in p.stderr
+    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr

@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m v4s_agent.bench {{{'|'.join(BENCHES)}}} [key=value ...]", file=sys.stderr)
         return 2
     module, _, fn = BENCHES[argv[0]].partition(":")
-    result = getattr(importlib.import_module(module), fn)(argv[1:])
+    try:
+        result = getattr(importlib.import_module(module), fn)(argv[1:])
+    except ValueError as e:  # a bad key=value (envs.config.parse_overrides) or option: one line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(result), flush=True)
     return 0
 

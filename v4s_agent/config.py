@@ -9,13 +9,14 @@ is checked against it (habitat-lab style config groups); models and envs likewis
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from envs.base import ENVS
-from envs.config import ConfigError, check
+from envs.config import ConfigError, check, config_error_line
 from envs.registry import discover_plugins
 from envs.splits import SPLITS
 from models.factory import MODELS, ModelConfig
@@ -99,3 +100,28 @@ def register_configs() -> None:
 
 
 register_configs()
+
+
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+
+
+def compose_run_config(overrides: list[str]) -> RunConfig:
+    """Hydra compose of conf/config.yaml with `overrides` -> validated RunConfig. Every problem (unknown
+    group choice, unknown key, bad value) is one ConfigError line (envs.config.config_error_line)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_configs()
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"arguments must be key=value Hydra overrides, got {bad}")
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+            cfg = compose("config", overrides=overrides)
+        return OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(config_error_line(e)) from None

@@ -15,13 +15,11 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 USAGE = __doc__.split("\n\n")[0] + "\n" + __doc__.split("\n\n")[1]
-CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 
 # subcommand -> "module:function"; function(argv: list[str]) -> dict. Imported lazily.
 SUBCOMMANDS: dict[str, str] = {
@@ -34,38 +32,10 @@ class EvalError(ValueError):
     pass
 
 
-def compose_run_config(overrides: list[str]) -> Any:
-    """Hydra compose of conf/config.yaml with `overrides` -> validated RunConfig (one-line errors)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from v4s_agent.config import ConfigError, register_configs
-
-    register_configs()
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise EvalError(f"arguments must be key=value Hydra overrides, got {bad}")
-    try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
-            cfg = compose("config", overrides=overrides)
-        return OmegaConf.to_object(cfg)
-    except ConfigError as e:
-        raise EvalError(str(e)) from None
-    except (HydraException, OmegaConfBaseException) as e:
-        parts = [str(e).strip()]
-        if e.__cause__ is not None:
-            parts.append(str(e.__cause__).strip())
-        text = " ".join(" ".join(parts).split())
-        cut = text.find("Config search path")
-        raise EvalError(text[:cut].strip() if cut > 0 else text) from None
-
-
 def eval_agent(argv: list[str]) -> dict[str, Any]:
     """Run the agent on `episodes` test episodes; summary dict with the DESIGN.md keys."""
     from planners.base import PlannerError
-    from v4s_agent.config import ConfigError
+    from v4s_agent.config import ConfigError, compose_run_config
     from v4s_agent.run import SetupError, run_episodes, summarize
 
     names = {o.split("=", 1)[0] for o in argv}

@@ -58,7 +58,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from envs.config import parse_key_values
+from envs.config import parse_overrides
 
 BASELINES = ("copy_last", "first_frame_only", "no_context_cfg", "oracle")
 
@@ -143,11 +143,7 @@ class ImaginationEvalConfig:
 
     @classmethod
     def from_argv(cls, argv: list[str]) -> ImaginationEvalConfig:
-        try:
-            kw = parse_key_values(cls, argv)
-        except ValueError as e:
-            raise _error(f"{e} (eval imagination)") from None
-        return cls(**kw)
+        return parse_overrides(cls, argv)
 
 
 # ------------------------------------------------------------------------------------ image metrics

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
+from envs.config import parse_overrides  # noqa: E402
+
 log = logging.getLogger("v4s_agent.export_qa")
 
 
-def _bool(v: str) -> bool:
-    if v.lower() in ("1", "true", "yes", "on"):
-        return True
-    if v.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {v!r}")
+@dataclass
+class ValidateConfig:
+    """`python -m v4s_agent.export_qa validate path=DIR/records.jsonl (or DIR)`."""
+
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ValueError("usage: python -m v4s_agent.export_qa validate path=DIR/records.jsonl (or DIR)")
 
 
 @dataclass
@@ -86,23 +91,6 @@ class ExportConfig:
     @property
     def task_list(self) -> list[str]:
         return [t.strip() for t in self.tasks.split(",") if t.strip()]
-
-    @classmethod
-    def from_args(cls, args: list[str]) -> ExportConfig:
-        kinds = {f.name: f.type for f in fields(cls)}
-        kw: dict[str, Any] = {}
-        for a in args:
-            k, eq, v = a.partition("=")
-            if not eq:
-                raise ValueError(f"arguments are key=value, got {a!r}")
-            if k not in kinds:
-                raise ValueError(f"unknown argument {k!r}; valid: {', '.join(kinds)}")
-            t = kinds[k]
-            try:
-                kw[k] = int(v) if t in (int, "int") else _bool(v) if t in (bool, "bool") else v
-            except ValueError:
-                raise ValueError(f"{k}={v!r} is not a valid {t}") from None
-        return cls(**kw)
 
     def identity(self) -> dict[str, Any]:
         """What a resume must match (n may grow: a larger n continues the export; the folder may move)."""
@@ -241,14 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "validate":
             from v4s_agent.qa.validate import validate_file
 
-            kw = dict(a.partition("=")[::2] for a in argv[1:])
-            if set(kw) != {"path"}:
-                raise ValueError("usage: python -m v4s_agent.export_qa validate path=DIR/records.jsonl (or DIR)")
-            p = Path(kw["path"])
+            p = Path(parse_overrides(ValidateConfig, argv[1:]).path)
             report = validate_file(p / "records.jsonl" if p.is_dir() else p)
             print(json.dumps({"command": "validate", "path": str(p), **report.summary()}))
             return 0 if report.valid == report.total else 1
-        summary = export(ExportConfig.from_args(argv))
+        summary = export(parse_overrides(ExportConfig, argv))
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -247,5 +247,19 @@ def main(cfg: DictConfig) -> None:
     sys.exit(code)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`python -m v4s_agent.run`: the overrides are composed and checked first, so bad input is one line
+    (exit 2) instead of Hydra's report; Hydra's own flags (--help, --cfg, -m) go straight to Hydra."""
+    from v4s_agent.config import compose_run_config
+
+    args = sys.argv[1:]
+    if not any(a.startswith("-") for a in args):
+        try:
+            compose_run_config(args)
+        except ConfigError as e:
+            sys.exit(fail(str(e)))
     main()
+
+
+if __name__ == "__main__":
+    cli()

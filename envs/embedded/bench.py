@@ -7,30 +7,31 @@ hits both alike; ratio = steps_per_s / raw_render_fps.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
+from envs.config import check, parse_overrides
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="bench sim", description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=600, help="agent steps to time (default 600)")
-    ap.add_argument("--block", type=int, default=50, help="steps per interleaved block")
-    ap.add_argument("--width", type=int, default=128)
-    ap.add_argument("--height", type=int, default=128)
-    ap.add_argument("--scene-seed", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--semantic", action="store_true", help="also render instance ids in env.step")
-    a = ap.parse_args(argv)
-    if a.steps < 1 or a.block < 1:
-        ap.error("--steps and --block must be positive")
-    return a
+
+@dataclass
+class SimBenchConfig:
+    steps: int = 600  # agent steps to time
+    block: int = 50  # steps per interleaved block
+    width: int = 128
+    height: int = 128
+    scene_seed: int = 0
+    seed: int = 0
+    semantic: bool = False  # also render instance ids in env.step
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 1 and self.block >= 1, f"steps and block must be positive, got {self.steps}, {self.block}")
 
 
 def bench_sim(argv: list[str]) -> dict:
-    a = _parse(list(argv))
+    a = parse_overrides(SimBenchConfig, argv)
     from envs.embedded.gl import ensure_backend
 
     ensure_backend()

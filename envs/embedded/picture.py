@@ -1,13 +1,15 @@
-"""`python -m envs.embedded.picture [out.png] [seeds...]`: a contact sheet of a few apartments
+"""`python -m envs.embedded.picture [out=docs/rooms.png] [seeds=3,11,24]`: a contact sheet of a few apartments
 (top-down map + egocentric 128x128 views centred on objects, upscaled 2x) for docs/rooms.png."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from envs.config import parse_overrides
 from envs.embedded.world import EmbeddedWorld
 
 TILE = 256
@@ -67,14 +69,26 @@ def sheet(seeds: list[int], views: int = 5) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-def main(argv: list[str]) -> None:
-    out = Path(argv[0]) if argv else Path("docs/rooms.png")
-    seeds = [int(a) for a in argv[1:]] or [3, 11, 24]
+@dataclass
+class PictureConfig:
+    out: str = "docs/rooms.png"
+    seeds: str = "3,11,24"  # scene seeds, comma-separated
+
+
+def main(argv: list[str]) -> int:
+    try:
+        cfg = parse_overrides(PictureConfig, argv)
+        seeds = [int(s) for s in cfg.seeds.split(",") if s.strip()]
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(cfg.out)
     img = sheet(seeds)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     print(out)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    raise SystemExit(main(sys.argv[1:]))

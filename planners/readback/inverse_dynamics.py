@@ -252,22 +252,32 @@ def train_inverse_dynamics(out: str | Path, steps: int = 4000, train_scenes: int
     return metrics
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
+@dataclass
+class IDMTrainConfig:
+    """`python -m planners.readback.inverse_dynamics out=... steps=4000 train_scenes=200 ...`."""
 
-    ap = argparse.ArgumentParser(description="train the inverse-dynamics read-back model on simulator frame pairs")
-    ap.add_argument("--out", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--train-scenes", type=int, default=200)
-    ap.add_argument("--pairs-per-scene", type=int, default=60)
-    ap.add_argument("--val-scenes", type=int, default=20)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
+    out: str = str(DEFAULT_WEIGHTS)
+    steps: int = 4000
+    train_scenes: int = 200
+    pairs_per_scene: int = 60
+    val_scenes: int = 20
+    seed: int = 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from envs.config import parse_overrides
+
+    try:
+        a = parse_overrides(IDMTrainConfig, sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
     m = train_inverse_dynamics(a.out, a.steps, a.train_scenes, a.pairs_per_scene, a.val_scenes, seed=a.seed,
                                log=lambda s: print(s, file=sys.stderr, flush=True))
     print(json.dumps(m))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -97,19 +97,34 @@ def evaluate_readback(method: str = "flow", split: str = "val", scenes: int = 10
             "mean_confidence": round(float(np.mean(confs)), 3)}
 
 
-if __name__ == "__main__":
-    import argparse
+@dataclass
+class ReadbackEvalConfig:
+    """`python -m planners.readback.sim_truth method=flow split=val scenes=10 frames=10 first_scene=0`."""
+
+    method: str = "flow"
+    split: str = "val"
+    scenes: int = 10
+    frames: int = 10
+    first_scene: int = 0
+
+
+def main(argv: list[str] | None = None) -> int:
     import json
     import os
     import sys
 
+    from envs.config import parse_overrides
+
     os.environ.setdefault("MUJOCO_GL", "egl")
-    ap = argparse.ArgumentParser(description="measure path read-back accuracy on simulator clips with known poses")
-    ap.add_argument("--method", default="flow", choices=["flow", "idm"])
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--scenes", type=int, default=10)
-    ap.add_argument("--frames", type=int, default=10)
-    ap.add_argument("--first-scene", type=int, default=0)
-    a = ap.parse_args()
-    print(f"[readback] {a.method} on {a.scenes} {a.split} scenes", file=sys.stderr)
-    print(json.dumps(evaluate_readback(a.method, a.split, a.scenes, a.frames, first_scene=a.first_scene)))
+    try:
+        a = parse_overrides(ReadbackEvalConfig, sys.argv[1:] if argv is None else argv)
+        print(f"[readback] {a.method} on {a.scenes} {a.split} scenes", file=sys.stderr)
+        print(json.dumps(evaluate_readback(a.method, a.split, a.scenes, a.frames, first_scene=a.first_scene)))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
