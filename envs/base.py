@@ -21,6 +21,8 @@ class NavEnv(Protocol):
     hfov_deg: float
     width: int
     height: int
+    forward_step: float  # metres one MOVE_FORWARD moves
+    turn_degrees: float  # degrees one TURN_LEFT / TURN_RIGHT turns
 
     def reset(self, episode: Episode | None = None, seed: int | None = None) -> Observation: ...
 
@@ -59,6 +61,15 @@ class EpisodeBookkeeping:
     _called_stop: bool = False
     _steps: int = 0
     _over_reason: str = "STOP or max_episode_steps reached"
+    cfg: Any  # the backend's config: forward_step and turn_angle_deg are the action sizes
+
+    @property
+    def forward_step(self) -> float:
+        return float(self.cfg.forward_step)
+
+    @property
+    def turn_degrees(self) -> float:
+        return float(self.cfg.turn_angle_deg)
 
     def _begin_step(self, action: Action | int) -> Action:
         a = parse_action(action)

@@ -7,6 +7,7 @@ error line listing the valid keys.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -68,6 +69,15 @@ def parse_overrides(cls: type[T], argv: Iterable[str]) -> T:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.from_dotlist(items)))
     except OmegaConfBaseException as e:
         raise ConfigError(config_error_line(e, sorted(types))) from None
+
+
+def cli_config(cls: type[T], argv: Iterable[str]) -> T:
+    """`parse_overrides` for a command's main(): bad input is one `error: ...` line on stderr, exit code 2."""
+    try:
+        return parse_overrides(cls, argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def config_error_line(e: BaseException, valid_keys: Iterable[str] | None = None) -> str:

@@ -46,6 +46,33 @@ def matrix_to_pose(T: np.ndarray) -> Pose:
     return Pose(tuple(float(v) for v in T[:3, 3]), float(yaw), float(pitch))
 
 
+def waypoints_to_matrices(waypoints: np.ndarray) -> np.ndarray:
+    """Egocentric waypoints (F, 6) = (dt xyz metres, dr yaw/pitch/roll radians) -> (F, 4, 4) transforms
+    relative to the current camera. The convention of `apply_relative` (Euler "YXZ"), built directly so
+    that roll survives (Pose has none)."""
+    w = np.asarray(waypoints, dtype=np.float64)
+    out = np.tile(np.eye(4), (len(w), 1, 1))
+    out[:, :3, :3] = Rotation.from_euler("YXZ", w[:, 3:]).as_matrix()
+    out[:, :3, 3] = w[:, :3]
+    return out
+
+
+def matrices_to_waypoints(poses_rel: np.ndarray) -> np.ndarray:
+    """(F, 4, 4) transforms relative to the current camera -> (F, 6) egocentric waypoints (the inverse
+    of `waypoints_to_matrices`)."""
+    out = np.zeros((len(poses_rel), 6))
+    for i, T in enumerate(poses_rel):
+        out[i, :3] = T[:3, 3]
+        out[i, 3:] = Rotation.from_matrix(T[:3, :3]).as_euler("YXZ")
+    return out
+
+
+def world_poses(start: Pose, poses_rel: np.ndarray) -> list[Pose]:
+    """A path given relative to the camera at `start`, (F, 4, 4), as world poses."""
+    T0 = pose_to_matrix(start)
+    return [matrix_to_pose(T0 @ T) for T in poses_rel]
+
+
 def wrap_angle(a):
     """Wrap radians to [-pi, pi)."""
     return (a + np.pi) % (2 * np.pi) - np.pi

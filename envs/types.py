@@ -113,6 +113,11 @@ class Box2D:
     def area(self) -> float:
         return max(0.0, self.width) * max(0.0, self.height)
 
+    def scaled(self, sx: float, sy: float | None = None) -> Box2D:
+        """The box in an image resized by sx horizontally and sy (default sx) vertically."""
+        sy = sx if sy is None else sy
+        return Box2D(self.x0 * sx, self.y0 * sy, self.x1 * sx, self.y1 * sy, self.score, self.label, self.instance_id)
+
     def iou(self, other: Box2D) -> float:
         ix = max(0.0, min(self.x1, other.x1) - max(self.x0, other.x0))
         iy = max(0.0, min(self.y1, other.y1) - max(self.y0, other.y0))

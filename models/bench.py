@@ -1,4 +1,4 @@
-"""Model benchmarks (DESIGN.md command contract; the dispatcher prints the JSON line).
+"""Model benchmarks (one JSON line per run; the dispatcher prints the JSON line).
 
 `python -m v4s_agent.bench generate [key=value ...]`: seconds per grounding rollout, with and without
 the context cache, on CPU.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from envs.config import parse_overrides
+from envs.config import cli_config
 
 
 @dataclass
@@ -73,11 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     from models.codecs import TinyAutoencoder
     from models.pipeline import DEFAULT_CHECKPOINT
 
-    try:
-        cfg = parse_overrides(CodecProbeConfig, sys.argv[1:] if argv is None else argv)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    cfg = cli_config(CodecProbeConfig, sys.argv[1:] if argv is None else argv)
     codec_dir = cfg.codec or str(DEFAULT_CHECKPOINT / "codec")
     codec = TinyAutoencoder.from_pretrained(codec_dir, torch_dtype=torch.float32)
     views = final_views(ClipDataset(cfg.data))

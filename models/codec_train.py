@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.config import parse_overrides
+from envs.config import cli_config
 from models.codecs import (
     TinyAutoencoder,
     frames_to_tensor,
@@ -133,11 +133,7 @@ class CodecTrainConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    try:
-        cfg = parse_overrides(CodecTrainConfig, sys.argv[1:] if argv is None else argv)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    cfg = cli_config(CodecTrainConfig, sys.argv[1:] if argv is None else argv)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()

@@ -7,9 +7,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 
-from envs.geometry import intrinsics_from_hfov, plucker_rays
+from envs.geometry import intrinsics_from_hfov, plucker_rays, waypoints_to_matrices
 
 
 def rope_positions(context_indices: np.ndarray, num_target_latents: int, temporal_factor: int,
@@ -28,17 +27,14 @@ def rope_positions(context_indices: np.ndarray, num_target_latents: int, tempora
 
 def waypoints_to_c2w(waypoints: np.ndarray) -> np.ndarray:
     """Egocentric waypoints (F, 6) = (dt xyz metres, dr yaw/pitch/roll rad) relative to the first target
-    frame → camera-to-world (F, 4, 4) in that frame's coordinates. Same convention as
-    envs.geometry.apply_relative (Euler "YXZ"), but built directly so roll survives (Pose has no roll)."""
+    frame → camera-to-world (F, 4, 4) in that frame's coordinates (envs.geometry.waypoints_to_matrices,
+    checked)."""
     w = np.asarray(waypoints, dtype=np.float64)
     if w.ndim != 2 or w.shape[1] != 6:
         raise ValueError(f"waypoints must be (F, 6) rows of (dx, dy, dz, yaw, pitch, roll), got shape {w.shape}")
     if not np.all(np.isfinite(w)):
         raise ValueError("waypoints contain NaN or inf")
-    out = np.tile(np.eye(4), (len(w), 1, 1))
-    out[:, :3, :3] = Rotation.from_euler("YXZ", w[:, 3:]).as_matrix()
-    out[:, :3, 3] = w[:, :3]
-    return out
+    return waypoints_to_matrices(w)
 
 
 def relative_to_first(c2w: np.ndarray) -> np.ndarray:

@@ -292,10 +292,6 @@ def target_box(world: Any, pose: Pose, instance_id: int, min_pixels: int = 1) ->
     return None, obs.rgb
 
 
-def scale_box(box: Box2D, factor: float) -> Box2D:
-    return Box2D(box.x0 * factor, box.y0 * factor, box.x1 * factor, box.y1 * factor, box.score, box.label, box.instance_id)
-
-
 def centred(box: Box2D, width: int, height: int, gamma: float = 0.6) -> bool:
     """The paper's IF criterion (one definition: envs.geometry.target_centred)."""
     from envs.geometry import target_centred
@@ -372,7 +368,7 @@ def find_target(world: Any, start: Pose, category: str, cfg: ClipGenConfig) -> G
     box, rgb = target_box(world, end, iid, min_pixels=cfg.min_target_pixels)
     if box is None:
         return None
-    box = scale_box(box, cfg.size / world.width)
+    box = box.scaled(cfg.size / world.width)
     if not centred(box, cfg.size, cfg.size, cfg.gamma):
         return None
     return GroundingTarget(category, iid, end, inner, box, _resize(rgb, cfg.size))
@@ -443,12 +439,9 @@ def select_context(station: Station, rng: np.random.Generator, cfg: ClipGenConfi
     sorted, always ending with the current view."""
     n_src = len(station.poses)
     if rng.random() < cfg.fps_context_prob:
-        from envs.types import Observation
         from models.memory import Memory, MemoryConfig
 
-        mem = Memory(MemoryConfig(max_context=cfg.context_frames))
-        for f, p in zip(station.frames, station.poses):
-            mem.add(Observation(rgb=f, pose=p))
+        mem = Memory.of(station.frames, station.poses, MemoryConfig(max_context=cfg.context_frames))
         return mem.select_indices(min(cfg.context_frames, n_src))
     n = int(rng.integers(cfg.min_context_frames, cfg.context_frames + 1))
     if n_src <= n:

@@ -48,6 +48,14 @@ class Memory:
         self.cfg = cfg or MemoryConfig()
         self._obs: list[Observation] = []
 
+    @classmethod
+    def of(cls, frames: np.ndarray, poses: list[Pose | None], cfg: MemoryConfig | None = None) -> Memory:
+        """A memory that has seen `frames` (N, H, W, 3) uint8 at `poses`, in that order."""
+        memory = cls(cfg)
+        for rgb, pose in zip(frames, poses):
+            memory.add(Observation(rgb=rgb, pose=pose))
+        return memory
+
     def add(self, obs: Observation) -> int:
         """Store one observation; returns its source index."""
         rgb = np.asarray(obs.rgb)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from envs.config import parse_overrides
+from envs.config import cli_config
 from models.clipstore import ClipDataset
 from models.conditioning import rope_positions
 from models.pipeline import ImaginationPipeline, load_default_pipeline
@@ -74,12 +74,7 @@ def probe(pipe: ImaginationPipeline, dataset: ClipDataset, clips: int, sigmas: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = parse_overrides(ProbeConfig, argv)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = cli_config(ProbeConfig, sys.argv[1:] if argv is None else argv)
     try:
         dataset = ClipDataset(cfg.data, "grounding")
         pipe = ImaginationPipeline.from_pretrained(cfg.checkpoint) if cfg.checkpoint else load_default_pipeline()

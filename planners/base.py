@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import cv2
 import numpy as np
 from omegaconf import MISSING
 
 from envs.config import check
 from envs.types import Action, Box2D, Episode, Observation, Pose
-from models.types import ImaginedVideo, VideoContext
+from models.types import ImaginedVideo
+from planners.readback.target import target_distance
 
 if TYPE_CHECKING:
     from models.memory import Memory
@@ -114,14 +114,6 @@ class Timer:
         self.seconds = time.perf_counter() - self.t0
 
 
-def resize_context(ctx: VideoContext, height: int, width: int) -> VideoContext:
-    """The memory keeps frames at the sensor resolution; the imagination wants its own."""
-    if ctx.frames.shape[1:3] == (height, width):
-        return ctx
-    frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in ctx.frames])
-    return VideoContext(frames=frames, indices=ctx.indices, poses=ctx.poses)
-
-
 def check_video(video: Any, height: int, width: int) -> str:
     """'' when `video` is a usable ImaginedVideo, else a one-line reason (NaN, wrong shape, ...)."""
     if not isinstance(video, ImaginedVideo):
@@ -138,11 +130,6 @@ def check_video(video: Any, height: int, width: int) -> str:
             return "NaN/Inf in the generated video"
         return f"imagined video has dtype {f.dtype}, expected uint8"
     return ""
-
-
-def scale_box(box: Box2D, sx: float, sy: float) -> Box2D:
-    """Box from imagination pixels to observation pixels."""
-    return Box2D(box.x0 * sx, box.y0 * sy, box.x1 * sx, box.y1 * sy, box.score, box.label, box.instance_id)
 
 
 def box_depth(box: Box2D, depth: np.ndarray | None) -> float:
@@ -190,20 +177,15 @@ def target_range(box: Box2D, depth: np.ndarray | None, K: np.ndarray | None = No
     d = d[np.isfinite(d) & (d > 0)]
     near = float(np.percentile(d, 10)) if d.size else float("nan")
     if K is not None:
-        try:
-            from planners.readback.target import target_distance
-
-            c = target_distance(box, depth, K)
-            if c is not None:
-                return float(np.nanmin([c, near]))
-        except ImportError:  # pragma: no cover - read-back module not there
-            pass
+        c = target_distance(box, depth, K)
+        if c is not None:
+            return float(np.nanmin([c, near]))
     return near if np.isfinite(near) else box_depth(box, depth)
 
 
 def should_stop(box: Box2D | None, depth: np.ndarray | None, width: int, height: int, gamma: float, stop_distance: float,
                 K: np.ndarray | None = None) -> bool:
-    """Stop rule (issue 5): the target is centred and within `stop_distance` by depth."""
+    """Stop rule: the target is centred and within `stop_distance` by depth."""
     if box is None:
         return False
     d = target_range(box, depth, K)
@@ -215,119 +197,7 @@ def start_pose(obs: Observation) -> Pose:
     return obs.pose if obs.pose is not None else Pose((0.0, 0.0, 0.0), 0.0)
 
 
-def world_path(start: Pose, poses_rel: np.ndarray) -> list[Pose]:
-    """A path relative to the current camera, (F, 4, 4), as world poses (for the viewer)."""
-    from envs.geometry import matrix_to_pose, pose_to_matrix
-
-    T0 = pose_to_matrix(start)
-    return [matrix_to_pose(T0 @ T) for T in poses_rel]
-
-
 def path_length_xz(poses_rel: np.ndarray) -> float:
     """Floor-plane length (m) of a (F, 4, 4) relative path."""
     p = np.asarray(poses_rel)[:, [0, 2], 3]
     return float(np.linalg.norm(np.diff(p, axis=0), axis=1).sum()) if len(p) > 1 else 0.0
-
-
-# ------------------------------------------------------------------------ controller bridge
-# The controller is planners/control.py; planners call it only through these few functions so its
-# signatures are adapted in one place.
-@dataclass(frozen=True)
-class Motion:
-    """The env's discrete action sizes."""
-
-    step_m: float = 0.25
-    turn_deg: float = 30.0
-
-
-def motion_of(env: Any) -> Motion:
-    cfg = getattr(env, "cfg", None) or getattr(env, "config", None)
-    step = getattr(cfg, "forward_step", None) or getattr(cfg, "forward_step_size", None) or 0.25
-    turn = getattr(cfg, "turn_angle_deg", None) or getattr(cfg, "turn_angle", None) or 30.0
-    return Motion(float(step), float(turn))
-
-
-def path_actions(start: Pose, poses_rel: np.ndarray, motion: Motion) -> list[Action]:
-    """Discrete actions that follow a (F, 4, 4) path given relative to the current camera."""
-    from planners import control
-
-    return list(control.path_to_actions(np.asarray(poses_rel), forward_step=motion.step_m, turn_deg=motion.turn_deg))
-
-
-def goto_xz_actions(start: Pose, goal_xz: np.ndarray, motion: Motion) -> list[Action]:
-    """Straight-line actions from `start` towards a floor point (x, z)."""
-    from planners import control
-
-    return list(control.goto_actions(start, goal_xz, forward_step=motion.step_m, turn_deg=motion.turn_deg))
-
-
-def free_prefix(depth: np.ndarray | None, K: np.ndarray, poses_rel: np.ndarray, radius: float) -> tuple[np.ndarray | None, str]:
-    """The part of a path that keeps `radius` clear of what the depth sees: (poses, '') when all of
-    it is free, (prefix, message) when it is cut, (None, message) when even the first step collides."""
-    if depth is None:
-        return poses_rel, ""
-    from planners import control
-
-    chk = control.check_path(depth, K, poses_rel, effective_radius(depth, K, radius))
-    if chk.free:
-        return poses_rel, ""
-    if chk.first_blocked is None or chk.first_blocked <= 1:
-        return None, "read-back path would collide at its first step (checked against depth)"
-    return poses_rel[: chk.first_blocked], chk.message
-
-
-def path_free(depth: np.ndarray, K: np.ndarray, poses_rel: np.ndarray, radius: float) -> bool:
-    """True when the whole path keeps `radius` clear of what the current depth sees."""
-    from planners import control
-
-    return bool(control.path_is_free(depth, K, poses_rel, effective_radius(depth, K, radius)))
-
-
-def effective_radius(depth: np.ndarray, K: np.ndarray, radius: float) -> float:
-    """`radius`, shrunk below the clearance the agent already has. Why: an agent that starts (or
-    bumped) next to a wall is already closer than its radius to it; every path, even turning away,
-    would count as colliding and it could never move again."""
-    from planners import control
-
-    pts = control.obstacle_points_xz(depth, K)
-    if len(pts) == 0:
-        return radius
-    here = float(np.min(np.hypot(pts[:, 0], pts[:, 1])))
-    return float(max(0.02, min(radius, 0.9 * here)))
-
-
-def clearance_ahead(depth: np.ndarray | None, frac: float = 0.34) -> float:
-    """Free distance (m) straight ahead: a low percentile of the central columns' depth."""
-    if depth is None:
-        return float("inf")
-    H, W = depth.shape
-    c = depth[int(H * 0.3) : int(H * 0.95), int(W * (0.5 - frac / 2)) : int(W * (0.5 + frac / 2))]
-    c = c[np.isfinite(c) & (c > 0)]
-    return float(np.percentile(c, 5)) if c.size else 0.0
-
-
-def step_is_free(depth: np.ndarray | None, K: np.ndarray, motion: Motion, radius: float, turns: int = 0) -> bool:
-    """Would `turns` turns (left positive) then one MOVE_FORWARD keep `radius` clear of what the
-    depth sees? (The body is wider than a central strip of pixels, so this checks the swept disc.)"""
-    if depth is None:
-        return True
-    from envs.geometry import apply_relative, pose_to_matrix
-
-    origin = Pose((0.0, 0.0, 0.0), 0.0)
-    turned = apply_relative(origin, np.zeros(3), np.array([np.deg2rad(motion.turn_deg) * turns, 0.0, 0.0]))
-    stepped = apply_relative(turned, np.array([0.0, 0.0, -motion.step_m]), np.zeros(3))
-    rel = np.stack([pose_to_matrix(origin), pose_to_matrix(turned), pose_to_matrix(stepped)])
-    return path_free(depth, K, rel, radius)
-
-
-def approach_box_actions(box: Box2D, depth: np.ndarray | None, width: int, motion: Motion, K: np.ndarray,
-                         radius: float, gamma: float) -> list[Action]:
-    """One move towards a box in the current view: turn if it is not centred (the same frame
-    criterion as the stop rule, so turning and stopping never disagree), else step forward if the
-    swept disc is free, else turn away."""
-    off = (box.center[0] - width / 2) / (width / 2)  # -1 left .. +1 right
-    if abs(off) > gamma:
-        return [Action.TURN_RIGHT if off > 0 else Action.TURN_LEFT]
-    if step_is_free(depth, K, motion, radius):
-        return [Action.MOVE_FORWARD]
-    return [Action.TURN_LEFT]

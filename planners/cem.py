@@ -17,29 +17,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs.base import NavEnv, intrinsics_of
 from envs.config import check
-from envs.geometry import apply_relative, intrinsics_from_hfov, matrix_to_pose, pose_to_matrix
-from envs.types import Action, Episode, Observation, Pose
-from models.types import Imagination
+from envs.geometry import apply_relative, matrix_to_pose, pose_to_matrix, world_poses
+from envs.types import Action, Observation, Pose
 from planners.base import (
     Plan,
     PlannerConfig,
-    PlannerError,
     SampleDebug,
-    Timer,
-    approach_box_actions,
     check_video,
-    free_prefix,
-    motion_of,
-    path_actions,
     path_length_xz,
-    scale_box,
     should_stop,
     start_pose,
-    world_path,
 )
-from planners.grounding import NEAR_YAW, instruction_for, read_back_path, trim_box_frames
+from planners.control import approach_box_actions, free_prefix, path_actions
+from planners.grounding import NEAR_YAW, GroundingPlanner, read_back_path, trim_box_frames
 from planners.readback import READBACKS
 
 if TYPE_CHECKING:
@@ -107,44 +98,11 @@ def waypoints_to_rel(w: np.ndarray) -> np.ndarray:
     return np.stack([pose_to_matrix(apply_relative(origin, row[:3], row[3:])) for row in w])
 
 
-class CEMPlanner:
+class CEMPlanner(GroundingPlanner):
+    """The grounding planner's set-up, reset and receding-horizon `plan` (same instruction, seeds and
+    failure counters); each plan is a cross-entropy search over imagined navigation paths."""
+
     name = "cem"
-
-    def __init__(self, cfg: CEMPlannerConfig, env: NavEnv, imagination: Imagination | None = None, seed: int = 0) -> None:
-        if imagination is None:
-            raise PlannerError(f"planner {cfg.name!r} needs an imagination; pick model=tiny (shipped checkpoint) or model=random, not model=none")
-        self.cfg = cfg
-        self.env = env
-        self.imagination = imagination
-        self.seed = seed
-        self.K_obs = intrinsics_of(env)
-        self.K_img = intrinsics_from_hfov(env.hfov_deg, imagination.width, imagination.height)
-        self.motion = motion_of(env)
-        self._instruction = ""
-        self._plans = 0
-        self._failures = 0
-
-    def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
-        self._instruction = instruction_for(episode, obs)
-        self._plans = 0
-        self._failures = 0
-
-    def plan(self, obs: Observation, memory: Memory) -> Plan:
-        plan = Plan(imagined=True)
-        with Timer() as t:
-            self._plan_into(plan, obs, memory)
-        plan.seconds = t.seconds
-        self._plans += 1
-        return plan
-
-    def _fail(self, plan: Plan, why: str) -> None:
-        self._failures += 1
-        if self._failures >= self.cfg.max_failures:
-            self._failures = 0
-            plan.actions = [Action.TURN_LEFT] * max(1, int(round(90.0 / self.motion.turn_deg)))
-            plan.note = f"{why}; turning to change the view"
-        else:
-            plan.note = f"{why}; replanning with a new seed"
 
     def _plan_into(self, plan: Plan, obs: Observation, memory: Memory) -> None:
         from models.red_box import detect_red_box
@@ -163,7 +121,7 @@ class CEMPlanner:
         except Exception as e:
             g, why = None, f"grounding imagination failed ({type(e).__name__}: {e})"
         if g is None or why:
-            return self._fail(plan, why)
+            return self._fallback(plan, why)
         plan.videos.append(g)
         gsamples, goal, goal_rel, gbox = [], None, None, None
         for s, frames in enumerate(g.frames):
@@ -183,9 +141,9 @@ class CEMPlanner:
                 goal_rel, gbox = d.poses_rel[-1], d.box
         plan.samples.append(gsamples)
         if goal is None:
-            return self._fail(plan, "no grounding sample has a confident red box")
+            return self._fallback(plan, "no grounding sample has a confident red box")
         self._failures = 0
-        box_obs = scale_box(gbox, W / img.width, H / img.height)
+        box_obs = gbox.scaled(W / img.width, H / img.height)
         gpath = next(d.poses_rel for d in gsamples if d.box is gbox)
         if path_length_xz(gpath) <= 0.3 and abs(matrix_to_pose(goal_rel).yaw) <= NEAR_YAW and should_stop(box_obs, obs.depth, W, H, cfg.gamma, cfg.stop_distance, self.K_obs):
             plan.actions, plan.note = [Action.STOP], "target centred within stop distance -> STOP"
@@ -244,9 +202,9 @@ class CEMPlanner:
                 std = np.maximum(elite.std(axis=0), 0.05) if len(elite) > 1 else std * 0.5
         plan.samples.append(cand_samples)
         if best[1] is None:
-            return self._fail(plan, "every CEM candidate collided or failed to imagine")
+            return self._fallback(plan, "every CEM candidate collided or failed to imagine")
         rel = best[1]
-        plan.chosen, plan.path_world = (best[2], 0), world_path(start, rel)
+        plan.chosen, plan.path_world = (best[2], 0), world_poses(start, rel)
         acts = path_actions(start, rel, self.motion)
         plan.actions = acts[: cfg.execute_steps] or approach_box_actions(box_obs, obs.depth, W, self.motion, self.K_obs, cfg.agent_radius, cfg.gamma)
         plan.note = f"CEM best score {best[0]:.3f}; executing {len(plan.actions)}/{max(len(acts), 1)} actions"

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from envs.geometry import backproject_depth, pose_to_matrix, target_centred, wrap_angle, yaw_towards
+from envs.base import NavEnv
+from envs.geometry import apply_relative, backproject_depth, pose_to_matrix, target_centred, wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Pose
 from planners.readback.path import PathEstimate
 from planners.readback.target import target_distance
@@ -216,3 +217,77 @@ def actions_to_velocity(action: Action | int, forward_step: float = 0.25, turn_d
     if a == Action.TURN_RIGHT:
         return 0.0, -math.radians(turn_deg) / duration
     return 0.0, 0.0
+
+
+# ------------------------------------------------------------------------------ planners' bridge
+# Planners call the controller through these few functions, in the env's action sizes (`Motion`).
+@dataclass(frozen=True)
+class Motion:
+    """The env's discrete action sizes."""
+
+    step_m: float = 0.25
+    turn_deg: float = 30.0
+
+    @classmethod
+    def of(cls, env: NavEnv) -> Motion:
+        """The action sizes the env states (NavEnv.forward_step, NavEnv.turn_degrees)."""
+        return cls(float(env.forward_step), float(env.turn_degrees))
+
+
+def path_actions(start: Pose, poses_rel: np.ndarray, motion: Motion) -> list[Action]:
+    """Discrete actions that follow a (F, 4, 4) path given relative to the current camera."""
+    return list(path_to_actions(np.asarray(poses_rel), forward_step=motion.step_m, turn_deg=motion.turn_deg))
+
+
+def free_prefix(depth: np.ndarray | None, K: np.ndarray, poses_rel: np.ndarray, radius: float) -> tuple[np.ndarray | None, str]:
+    """The part of a path that keeps `radius` clear of what the depth sees: (poses, '') when all of
+    it is free, (prefix, message) when it is cut, (None, message) when even the first step collides."""
+    if depth is None:
+        return poses_rel, ""
+    chk = check_path(depth, K, poses_rel, effective_radius(depth, K, radius))
+    if chk.free:
+        return poses_rel, ""
+    if chk.first_blocked is None or chk.first_blocked <= 1:
+        return None, "read-back path would collide at its first step (checked against depth)"
+    return poses_rel[: chk.first_blocked], chk.message
+
+
+def path_free(depth: np.ndarray, K: np.ndarray, poses_rel: np.ndarray, radius: float) -> bool:
+    """True when the whole path keeps `radius` clear of what the current depth sees."""
+    return bool(path_is_free(depth, K, poses_rel, effective_radius(depth, K, radius)))
+
+
+def effective_radius(depth: np.ndarray, K: np.ndarray, radius: float) -> float:
+    """`radius`, shrunk below the clearance the agent already has. Why: an agent that starts (or
+    bumped) next to a wall is already closer than its radius to it; every path, even turning away,
+    would count as colliding and it could never move again."""
+    pts = obstacle_points_xz(depth, K)
+    if len(pts) == 0:
+        return radius
+    here = float(np.min(np.hypot(pts[:, 0], pts[:, 1])))
+    return float(max(0.02, min(radius, 0.9 * here)))
+
+
+def step_is_free(depth: np.ndarray | None, K: np.ndarray, motion: Motion, radius: float, turns: int = 0) -> bool:
+    """Would `turns` turns (left positive) then one MOVE_FORWARD keep `radius` clear of what the
+    depth sees? (The body is wider than a central strip of pixels, so this checks the swept disc.)"""
+    if depth is None:
+        return True
+    origin = Pose((0.0, 0.0, 0.0), 0.0)
+    turned = apply_relative(origin, np.zeros(3), np.array([np.deg2rad(motion.turn_deg) * turns, 0.0, 0.0]))
+    stepped = apply_relative(turned, np.array([0.0, 0.0, -motion.step_m]), np.zeros(3))
+    rel = np.stack([pose_to_matrix(origin), pose_to_matrix(turned), pose_to_matrix(stepped)])
+    return path_free(depth, K, rel, radius)
+
+
+def approach_box_actions(box: Box2D, depth: np.ndarray | None, width: int, motion: Motion, K: np.ndarray,
+                         radius: float, gamma: float) -> list[Action]:
+    """One move towards a box in the current view: turn if it is not centred (the same frame
+    criterion as the stop rule, so turning and stopping never disagree), else step forward if the
+    swept disc is free, else turn away."""
+    off = (box.center[0] - width / 2) / (width / 2)  # -1 left .. +1 right
+    if abs(off) > gamma:
+        return [Action.TURN_RIGHT if off > 0 else Action.TURN_LEFT]
+    if step_is_free(depth, K, motion, radius):
+        return [Action.MOVE_FORWARD]
+    return [Action.TURN_LEFT]

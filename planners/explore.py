@@ -22,16 +22,8 @@ from envs.base import NavEnv, intrinsics_of
 from envs.config import check
 from envs.geometry import wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Episode, Observation, Pose
-from planners.base import (
-    Plan,
-    PlannerConfig,
-    Timer,
-    approach_box_actions,
-    is_centred,
-    motion_of,
-    should_stop,
-    step_is_free,
-)
+from planners.base import Plan, PlannerConfig, Timer, is_centred, should_stop
+from planners.control import Motion, approach_box_actions, step_is_free
 from planners.detect import make_detector
 from planners.occupancy import MapConfig, OccupancyMap
 
@@ -75,7 +67,7 @@ class ExplorePlanner:
         self.cfg = cfg
         self.env = env
         self.K = intrinsics_of(env)
-        self.motion = motion_of(env)
+        self.motion = Motion.of(env)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.detector = make_detector("semantic")  # sees the target once it is in view

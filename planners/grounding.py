@@ -19,7 +19,7 @@ import numpy as np
 
 from envs.base import NavEnv, intrinsics_of
 from envs.config import check
-from envs.geometry import intrinsics_from_hfov, matrix_to_pose
+from envs.geometry import intrinsics_from_hfov, matrix_to_pose, world_poses
 from envs.instructions import grounding_instruction, with_article
 from envs.types import Action, Episode, Observation, Pose
 from models.types import Imagination, ImaginedVideo
@@ -29,17 +29,12 @@ from planners.base import (
     PlannerError,
     SampleDebug,
     Timer,
-    approach_box_actions,
     check_video,
-    free_prefix,
-    motion_of,
-    path_actions,
     path_length_xz,
-    scale_box,
     should_stop,
     start_pose,
-    world_path,
 )
+from planners.control import Motion, approach_box_actions, free_prefix, path_actions
 from planners.readback import READBACKS, read_back
 
 if TYPE_CHECKING:
@@ -53,7 +48,7 @@ NO_BOX = "no confident red box"  # the rejection that planner.no_box=path may st
 
 @dataclass
 class GroundingPlannerConfig(PlannerConfig):
-    """Best-of-N grounding videos, receding horizon (issue 5 item 3)."""
+    """Best-of-N grounding videos, receding horizon."""
 
     name: str = "grounding"
     num_samples: int = 2  # videos per plan; keep those with a confident box
@@ -108,7 +103,7 @@ def read_back_path(method: str, frames: np.ndarray, depth: np.ndarray | None, K_
 
 
 class GroundingPlanner:
-    """Receding-horizon best-of-N grounding (issue 5, item 3)."""
+    """Receding-horizon best-of-N grounding."""
 
     name = "grounding"
 
@@ -121,7 +116,7 @@ class GroundingPlanner:
         self.seed = seed
         self.K_obs = intrinsics_of(env)
         self.K_img = intrinsics_from_hfov(env.hfov_deg, imagination.width, imagination.height)
-        self.motion = motion_of(env)
+        self.motion = Motion.of(env)
         self._episode: Episode | None = None
         self._instruction = ""
         self._plans = 0
@@ -219,7 +214,7 @@ class GroundingPlanner:
         d = samples[best]
         self._failures = 0
         start = start_pose(obs)
-        plan.chosen, plan.path_world = (0, best), world_path(start, d.poses_rel)
+        plan.chosen, plan.path_world = (0, best), world_poses(start, d.poses_rel)
         plan.target_world = self._target_estimate(d, obs, start)
         plan.actions, plan.note = self._act(d, obs, start)
         if d.cut:
@@ -240,7 +235,7 @@ class GroundingPlanner:
         actions = path_actions(start, d.poses_rel, self.motion)
         if not actions:
             return False
-        plan.chosen, plan.path_world = (0, best), world_path(start, d.poses_rel)
+        plan.chosen, plan.path_world = (0, best), world_poses(start, d.poses_rel)
         plan.actions = actions[: self.cfg.execute_steps]
         plan.note = f"{why}; following the imagined path ({len(plan.actions)}/{len(actions)} actions)"
         return True
@@ -254,14 +249,14 @@ class GroundingPlanner:
             from planners.readback.target import target_position
 
             sx, sy = obs.rgb.shape[1] / self.imagination.width, obs.rgb.shape[0] / self.imagination.height
-            p = target_position(scale_box(d.box, sx, sy), obs.depth, start, self.K_obs)
+            p = target_position(d.box.scaled(sx, sy), obs.depth, start, self.K_obs)
             return None if p is None else np.asarray(p, dtype=np.float64)
         except (ImportError, ValueError):
             return None
 
     def _act(self, d: SampleDebug, obs: Observation, start: Pose) -> tuple[list[Action], str]:
         H, W = obs.rgb.shape[:2]
-        box_obs = scale_box(d.box, W / self.imagination.width, H / self.imagination.height)
+        box_obs = d.box.scaled(W / self.imagination.width, H / self.imagination.height)
         end = d.poses_rel[-1]
         end_yaw = float(matrix_to_pose(end).yaw)
         near = not d.cut and path_length_xz(d.poses_rel) <= self.cfg.near_translation and abs(end_yaw) <= NEAR_YAW

@@ -154,7 +154,8 @@ class OracleImagination:
             boxed = frames[-1]
             if box is not None:
                 sx, sy = self.width / last_obs.rgb.shape[1], self.height / last_obs.rgb.shape[0]
-                boxed = draw_red_box(frames[-1], (box.x0 * sx, box.y0 * sy, box.x1 * sx, box.y1 * sy))
+                b = box.scaled(sx, sy)
+                boxed = draw_red_box(frames[-1], (b.x0, b.y0, b.x1, b.y1))
             frames += [boxed] * self.num_box_frames
             rel = np.concatenate([rel, np.repeat(rel[-1:], self.num_box_frames, axis=0)])
         video = np.stack(frames)

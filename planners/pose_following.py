@@ -17,7 +17,8 @@ from envs.config import check
 from envs.geometry import apply_relative, pose_to_matrix, relative_pose
 from envs.types import Action, Episode, Observation, Pose
 from models.types import Imagination
-from planners.base import Plan, PlannerConfig, Timer, check_video, motion_of, path_actions, start_pose
+from planners.base import Plan, PlannerConfig, Timer, check_video, start_pose
+from planners.control import Motion, path_actions
 
 if TYPE_CHECKING:
     from models.memory import Memory
@@ -57,7 +58,7 @@ class PoseFollowingPlanner:
         self.cfg = cfg
         self.env = env
         self.imagination = imagination if cfg.imagine else None
-        self.motion = motion_of(env)
+        self.motion = Motion.of(env)
         self.seed = seed
         self._goals: list[Pose] = []
         self._plans = 0

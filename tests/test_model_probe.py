@@ -30,7 +30,9 @@ def test_probe_errors_and_the_copy_bar(tmp_path, capsys):
     # a clip whose target never leaves the current view: copying it is exact
     assert probe(pipe, ClipDataset(tmp_path / "still", "grounding"), 1, [0.5])["copy_frame0"] < 1e-10
     assert main([f"data={tmp_path / 'nowhere'}"]) == 2
-    assert main([f"data={tmp_path / 'moving'}", "sigmas=0.9,2"]) == 2
+    with pytest.raises(SystemExit) as bad:  # a bad value: one error line, exit code 2
+        main([f"data={tmp_path / 'moving'}", "sigmas=0.9,2"])
+    assert bad.value.code == 2
     assert "error: sigmas must be in (0, 1]" in capsys.readouterr().err
     with pytest.raises(ValueError, match="data=DIR"):
         ProbeConfig()

@@ -113,7 +113,6 @@ def run_episode(
 ) -> EpisodeResult:
     """Run one episode to STOP / env done / `max_steps` actions; returns metrics and the trace."""
     from models.memory import Memory
-    from planners.base import motion_of
 
     observers = observers or []
     t0 = time.perf_counter()
@@ -145,7 +144,7 @@ def run_episode(
 
     observe(obs)
     if look_around:
-        for a in _look_around(motion_of(env).turn_deg):
+        for a in _look_around(env.turn_degrees):
             if env.done or steps >= max_steps:
                 break
             obs = act(a)

@@ -1,6 +1,6 @@
 """Benchmarks (`python -m v4s_agent.bench sim|generate|train [key=value ...]`).
 
-Each prints progress on stderr and ends with ONE JSON line on stdout (DESIGN.md command contract).
+Each prints progress on stderr and ends with ONE JSON line on stdout (the command contract of every measurement).
 Speed targets live here, never in timed tests: ratios are measured side by side in one run.
 """
 from __future__ import annotations

@@ -33,7 +33,7 @@ class EvalError(ValueError):
 
 
 def eval_agent(argv: list[str]) -> dict[str, Any]:
-    """Run the agent on `episodes` test episodes; summary dict with the DESIGN.md keys."""
+    """Run the agent on `episodes` test episodes; summary dict with the `eval agent` keys."""
     from planners.base import PlannerError
     from v4s_agent.config import ConfigError, compose_run_config
     from v4s_agent.run import SetupError, run_episodes, summarize

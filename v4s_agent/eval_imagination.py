@@ -206,7 +206,7 @@ def track_poses(world: Any, frames: np.ndarray, start, poses_rel: np.ndarray, K:
     """World poses of every frame: frame 0 is `start`; frame i is registered against the simulator
     from two guesses — the last registered pose moved by the read-back step i-1 → i (tracking, no
     drift) and the chained read-back pose — keeping the one whose render matches the frame better."""
-    from envs.geometry import matrix_to_pose, pose_to_matrix
+    from envs.geometry import matrix_to_pose, pose_to_matrix, wrap_angle
 
     T0 = pose_to_matrix(start)
     out = [start]
@@ -214,15 +214,11 @@ def track_poses(world: Any, frames: np.ndarray, start, poses_rel: np.ndarray, K:
         step = np.linalg.inv(poses_rel[i - 1]) @ poses_rel[i]
         guesses = [matrix_to_pose(pose_to_matrix(out[-1]) @ step)]
         chained = matrix_to_pose(T0 @ poses_rel[i])
-        if np.linalg.norm(chained.xyz - guesses[0].xyz) > 0.1 or abs(wrap(chained.yaw - guesses[0].yaw)) > 0.1:
+        if np.linalg.norm(chained.xyz - guesses[0].xyz) > 0.1 or abs(wrap_angle(chained.yaw - guesses[0].yaw)) > 0.1:
             guesses.append(chained)
         best = min((register(world, frames[i], g, K, rounds) for g in guesses), key=lambda pe: pe[1])
         out.append(best[0])
     return out
-
-
-def wrap(a: float) -> float:
-    return float((a + math.pi) % (2 * math.pi) - math.pi)
 
 
 def spatial_distance(gen: np.ndarray, gt_rgb: np.ndarray, gt_depth: np.ndarray, K: np.ndarray, colour_tol: float,
@@ -295,7 +291,6 @@ class Evaluator:
         from envs.embedded.categories import category_phrase
         from envs.geometry import relative_pose
         from envs.instructions import grounding_instruction
-        from envs.types import Observation
         from models.data import grounding_clip, make_station, nav_path, render_rgb
         from models.memory import Memory, MemoryConfig
         from models.types import VideoContext
@@ -306,9 +301,7 @@ class Evaluator:
         station, target = make_station(w, rng, g, with_target=True, category=episode.target_category)
         if target is None:
             return None
-        mem = Memory(MemoryConfig(max_context=g.context_frames))
-        for f, p in zip(station.frames, station.poses):
-            mem.add(Observation(rgb=f, pose=p))
+        mem = Memory.of(station.frames, station.poses, MemoryConfig(max_context=g.context_frames))
         idx = mem.select_indices(min(g.context_frames, len(station.poses)))
         context = VideoContext(frames=station.frames[idx], indices=idx)
         clip = grounding_clip(w, station, target, idx, g, episode.scene_seed)
@@ -375,11 +368,10 @@ class Evaluator:
         return read_back(self.cfg.readback, frames, depth0, self.K)
 
     def _category_boxes(self, pose, category: str) -> list:
-        from models.data import scale_box
 
         obs = self.world.render_at(pose, semantic=True)
         f = self.size / obs.rgb.shape[1]
-        return [scale_box(b, f) for b in self.world.gt_boxes(obs, min_pixels=self.cfg.min_target_pixels)
+        return [b.scaled(f) for b in self.world.gt_boxes(obs, min_pixels=self.cfg.min_target_pixels)
                 if b.label == category]
 
     def score_grounding(self, video: np.ndarray, case: Case) -> dict[str, float]:
@@ -518,19 +510,3 @@ def eval_imagination(argv: list[str]) -> dict[str, Any]:
     """Entry point for `python -m v4s_agent.eval imagination key=value ...`."""
     cfg = ImaginationEvalConfig.from_argv(list(argv))
     return evaluate(cfg)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import json
-
-    try:
-        out = eval_imagination(sys.argv[1:] if argv is None else argv)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(out), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

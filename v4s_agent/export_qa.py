@@ -8,7 +8,7 @@ Records are validated as they are made and appended to DIR/records.jsonl (reject
 rejected.jsonl with their reasons); rerunning the same command resumes. Progress goes to stderr;
 stdout gets one JSON line: counts per task, rejection counts per reason, flagged counts, wall time.
 Why: the simulator + imagination produce action-aligned view pairs with known poses and boxes, the
-training-time supervision World2VLM distils into VLMs (shared/papers/world2vlm.txt).
+training-time supervision World2VLM distils into VLMs.
 """
 from __future__ import annotations
 

@@ -179,7 +179,7 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
 
 
 def summarize(records: list[dict]) -> dict[str, Any]:
-    """Means over episodes of the DESIGN.md `eval agent` keys."""
+    """Means over episodes of the `eval agent` keys."""
     import numpy as np
 
     def mean(key: str) -> float | None:

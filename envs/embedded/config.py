@@ -1,6 +1,6 @@
 """World configuration (LeRobot-style dataclass validated at construction).
 
-Defaults are Habitat's ObjectNav-HM3D agent/sensor settings (see shared/REFERENCES.md) at 128x128.
+Defaults are Habitat's ObjectNav-HM3D agent/sensor settings at 128x128.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from envs.config import parse_overrides
+from envs.config import cli_config
 from envs.embedded.world import EmbeddedWorld
 
 TILE = 256
@@ -76,12 +76,8 @@ class PictureConfig:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        cfg = parse_overrides(PictureConfig, argv)
-        seeds = [int(s) for s in cfg.seeds.split(",") if s.strip()]
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = cli_config(PictureConfig, argv)
+    seeds = [int(s) for s in cfg.seeds.split(",") if s.strip()]
     out = Path(cfg.out)
     img = sheet(seeds)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -265,13 +265,9 @@ class IDMTrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from envs.config import parse_overrides
+    from envs.config import cli_config
 
-    try:
-        a = parse_overrides(IDMTrainConfig, sys.argv[1:] if argv is None else argv)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    a = cli_config(IDMTrainConfig, sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(1)
     m = train_inverse_dynamics(a.out, a.steps, a.train_scenes, a.pairs_per_scene, a.val_scenes, seed=a.seed,
                                log=lambda s: print(s, file=sys.stderr, flush=True))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from envs.geometry import matrix_to_pose, pose_to_matrix
+from envs.geometry import pose_to_matrix, world_poses
 from envs.types import Pose
 
 
@@ -95,8 +95,7 @@ class PathEstimate:
 
     def world_poses(self, start: Pose) -> list[Pose]:
         """The path in the world frame, given where the first frame was taken."""
-        T0 = pose_to_matrix(start)
-        return [matrix_to_pose(T0 @ T) for T in self.poses_rel]
+        return world_poses(start, self.poses_rel)
 
 
 def reported_path(frames: np.ndarray, depth: np.ndarray | None, K: np.ndarray, poses: np.ndarray | None = None,

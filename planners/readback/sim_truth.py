@@ -66,6 +66,13 @@ def random_truth_clip(world, rng: np.random.Generator, num_frames: int = 10, siz
     raise RuntimeError(f"no navigable path of {num_frames} frames found in {tries} tries; use a larger scene or shorter steps")
 
 
+def _check_method(method: str) -> None:
+    """Clips rendered here report no poses to the read-back, so `true` is no choice."""
+    choices = [n for n in READBACKS.names() if n != "true"]
+    if method not in choices:
+        raise ValueError(f"method must be one of {choices}, got {method!r}")
+
+
 def evaluate_readback(method: str = "flow", split: str = "val", scenes: int = 10, num_frames: int = 10,
                       size: int = 64, first_scene: int = 0) -> dict[str, float]:
     """Per-step errors of a path read-back ("flow" or "idm") on random truth clips, one per scene."""
@@ -74,8 +81,7 @@ def evaluate_readback(method: str = "flow", split: str = "val", scenes: int = 10
     from envs.geometry import intrinsics_from_hfov
     from envs.splits import split_seeds
 
-    if method not in READBACKS or method == "true":
-        raise ValueError(f"method must be one of {[n for n in READBACKS.names() if n != 'true']}, got {method!r}")
+    _check_method(method)
     seeds = split_seeds(split, first_scene + scenes)[first_scene:]
     world = EmbeddedWorld(WorldConfig(), scene_seed=seeds[0])
     K = intrinsics_from_hfov(world.hfov_deg, size, size)
@@ -107,22 +113,21 @@ class ReadbackEvalConfig:
     frames: int = 10
     first_scene: int = 0
 
+    def __post_init__(self) -> None:
+        _check_method(self.method)
+
 
 def main(argv: list[str] | None = None) -> int:
     import json
     import os
     import sys
 
-    from envs.config import parse_overrides
+    from envs.config import cli_config
 
     os.environ.setdefault("MUJOCO_GL", "egl")
-    try:
-        a = parse_overrides(ReadbackEvalConfig, sys.argv[1:] if argv is None else argv)
-        print(f"[readback] {a.method} on {a.scenes} {a.split} scenes", file=sys.stderr)
-        print(json.dumps(evaluate_readback(a.method, a.split, a.scenes, a.frames, first_scene=a.first_scene)))
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    a = cli_config(ReadbackEvalConfig, sys.argv[1:] if argv is None else argv)
+    print(f"[readback] {a.method} on {a.scenes} {a.split} scenes", file=sys.stderr)
+    print(json.dumps(evaluate_readback(a.method, a.split, a.scenes, a.frames, first_scene=a.first_scene)))
     return 0
 
 

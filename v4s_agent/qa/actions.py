@@ -18,6 +18,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
+from envs.geometry import matrices_to_waypoints
+
 Kind = Literal["forward", "backward", "shift-left", "shift-right", "turn-left", "turn-right"]
 KINDS: tuple[Kind, ...] = ("forward", "backward", "shift-left", "shift-right", "turn-left", "turn-right")
 TRANSLATIONS: tuple[Kind, ...] = KINDS[:4]
@@ -214,11 +216,7 @@ def max_displacement_index(poses_rel: np.ndarray, valid: np.ndarray) -> int:
 def waypoints(poses_rel: np.ndarray) -> np.ndarray:
     """(F, 4, 4) camera-to-anchor -> (F, 6) egocentric waypoints (dt xyz, dr yaw/pitch/roll) for
     models.pipeline navigation mode."""
-    out = np.zeros((len(poses_rel), 6))
-    for i, T in enumerate(poses_rel):
-        out[i, :3] = T[:3, 3]
-        out[i, 3:] = Rotation.from_matrix(T[:3, :3]).as_euler("YXZ")
-    return out
+    return matrices_to_waypoints(poses_rel)
 
 
 # ---------------------------------------------------------------------------------------- sampling
