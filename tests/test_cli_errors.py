@@ -12,6 +12,7 @@ CLIS = [
     ("v4s_agent.bench", ["sim"], "seed"),
     ("v4s_agent.bench", ["generate"], "seed"),
     ("v4s_agent.bench", ["train"], "seed"),
+    ("v4s_agent.bench", ["habitat"], "seed"),
     ("v4s_agent.export_qa", [], "seed"),
     ("models.data", [], "seed"),
     ("models.train", [], "seed"),

@@ -209,7 +209,7 @@ def test_bad_inputs_give_one_line(exported, tmp_path, worlds):
 
 def test_bench_habitat_prints_one_json_line(tmp_path):
     env = {**os.environ, "MUJOCO_GL": "egl"}
-    p = subprocess.run([sys.executable, "-m", "v4s_agent.bench", "habitat", "--steps", "10", "--block", "5", "--size", "32"],
+    p = subprocess.run([sys.executable, "-m", "v4s_agent.bench", "habitat", "steps=10", "block=5", "size=32"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     (line,) = p.stdout.strip().splitlines()

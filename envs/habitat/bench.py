@@ -2,38 +2,39 @@
 MuJoCo renderer on an exported .glb) beside the embedded world on the SAME apartment, episode and
 actions, timed in interleaved blocks so that load from other processes hits both alike.
 
-`--candidates pyrender,moderngl,open3d` also times raw RGB-D frames of the same .glb at the same poses
+`candidates=pyrender,moderngl,open3d` also times raw RGB-D frames of the same .glb at the same poses
 with those libraries when they are installed (the renderer comparison in docs/backends.md); a
 candidate that is missing or cannot open a headless context is reported with the reason.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from envs.config import check, parse_overrides
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="bench habitat", description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=600, help="agent steps to time per world (default 600)")
-    ap.add_argument("--block", type=int, default=50, help="steps per interleaved block")
-    ap.add_argument("--size", type=int, default=128, help="square frame size")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--seed", type=int, default=0, help="picks the episode (and so the apartment) of the split")
-    ap.add_argument("--candidates", default="", help="comma list of pyrender, moderngl, open3d")
-    a = ap.parse_args(argv)
-    if a.steps < 1 or a.block < 1 or a.size < 8:
-        ap.error("--steps, --block must be positive and --size >= 8")
-    return a
+
+@dataclass
+class HabitatBenchConfig:
+    steps: int = 600  # agent steps to time per world
+    block: int = 50  # steps per interleaved block
+    size: int = 128  # square frame size
+    split: str = "test"
+    seed: int = 0  # picks the episode (and so the apartment) of the split
+    candidates: str = ""  # comma list of pyrender, moderngl, open3d
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 1 and self.block >= 1 and self.size >= 8, "steps, block must be positive and size >= 8")
 
 
 def bench_habitat(argv: list[str]) -> dict:
-    a = _parse(list(argv))
+    a = parse_overrides(HabitatBenchConfig, argv)
     from envs.embedded.config import WorldConfig
     from envs.embedded.world import EmbeddedWorld
     from envs.habitat.config import HabitatConfig
