@@ -162,9 +162,10 @@ class MeshWorld(EmbeddedWorld):
                 return
             scene = self.habitat_cfg.scene
         scene = str(scene)
+        if (self._assets is not None and scene == self._scene_file
+                and (floor_y is None or abs(floor_y - self._assets.floor_y) < 0.05)):
+            return  # the storey already loaded (also when it was found as "the ground floor")
         assets = get_mesh_assets(scene, self.habitat_cfg, floor_y)
-        if assets is self._assets:
-            return
         self._renderer.set_model(assets.model, assets.geom_instance)
         self._assets, self._scene_file = assets, scene
         self._episode, self._done = None, True
