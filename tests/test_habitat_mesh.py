@@ -216,3 +216,50 @@ def test_bench_habitat_prints_one_json_line(tmp_path):
     r = json.loads(line)
     assert r["steps"] == 10 and r["embedded_steps_per_s"] > 0 and r["habitat_mujoco_steps_per_s"] > 0
     assert r["same_final_pose"] is True  # both worlds walked the same actions to the same place
+
+
+def test_floor_grid_two_storeys_furniture_and_walls():
+    """A two-storey box house: the ground floor is found by itself, the upper one when asked; a table
+    blocks its footprint, a wall blocks a line, and the slab above does not block the floor below."""
+    import trimesh
+
+    from envs.habitat.floorgrid import floor_height, free_floor
+
+    def box(lo, hi):
+        b = trimesh.creation.box(bounds=np.array([lo, hi], dtype=float))
+        return b.vertices, b.faces
+
+    parts = [box((0, -0.1, 0), (4, 0, 4)),  # ground slab (top at y = 0)
+             box((0, 3.0, 0), (4, 3.1, 4)),  # upper slab (top at y = 3.1)
+             box((1.0, 0, 1.0), (1.6, 0.75, 1.6)),  # a table on the ground floor
+             box((2.0, 0, 0), (2.1, 2.5, 3.0)),  # a wall with a 1 m gap at z in [3, 4]
+             box((1.0, 3.1, 2.5), (1.5, 4.0, 3.0))]  # a cupboard upstairs
+    vs, fs, n = [], [], 0
+    for v, f in parts:
+        vs.append(v)
+        fs.append(f + n)
+        n += len(v)
+    v, f = np.concatenate(vs), np.concatenate(fs)
+    assert floor_height(v, f) == 0.0
+    free, origin, fy = free_floor(v, f, 0.05, 0.88)
+    assert fy == 0.0
+
+    def at(x, z, grid=free):
+        return bool(grid[int((z - origin[1]) // 0.05), int((x - origin[0]) // 0.05)])
+
+    assert at(0.5, 0.5) and at(3.0, 2.0) and at(2.05, 3.5)  # open floor, beyond the wall, the gap
+    assert not at(1.3, 1.3) and not at(2.05, 1.0)  # under the table, inside the wall
+    up, _, fy_up = free_floor(v, f, 0.05, 0.88, floor_y=3.1)
+    assert fy_up == 3.1 and at(1.3, 1.3, up) and at(2.05, 1.0, up) and not at(1.25, 2.75, up)
+
+
+def test_split_file_with_content_folder(exported, tmp_path):
+    """habitat-lab's split layout: {split}/{split}.json.gz with no episodes + content/<scene>.json.gz."""
+    _, glb, path = exported
+    (ep,) = read_objectnav(path)
+    split_dir = tmp_path / "val"
+    write_objectnav(split_dir / "val.json.gz", [])
+    write_objectnav(split_dir / "content" / "apartment.json.gz", [ep.__class__(**{**ep.__dict__, "scene_id": glb.name})],
+                    scenes_dir=None)
+    (got,) = read_objectnav(tmp_path / "{split}" / "{split}.json.gz", split="val", scenes_dir=glb.parent)
+    assert Path(got.scene_id) == glb and got.episode_id == ep.episode_id and len(got.goals) == len(ep.goals)
