@@ -40,8 +40,19 @@ def export_episodes(out_dir: str | Path, split: str = "test", n: int = 1, seed: 
     return write_objectnav(out / f"objectnav_{split}_{seed}.json.gz", episodes)
 
 
+def main(argv: list[str]) -> int:
+    usage = "usage: python -m envs.habitat.procedural OUT_DIR [split=test] [n=1] [seed=0]"
+    if not 1 <= len(argv) <= 4:
+        print(usage, file=sys.stderr)
+        return 2
+    try:
+        n, seed = (int(argv[2]) if len(argv) > 2 else 1), (int(argv[3]) if len(argv) > 3 else 0)
+        print(export_episodes(argv[0], argv[1] if len(argv) > 1 else "test", n, seed))
+    except ValueError as e:  # a non-integer n/seed, an unknown split, n < 0
+        print(f"error: {str(e).splitlines()[0]}; {usage}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    a = sys.argv[1:]
-    if not a:
-        sys.exit("usage: python -m envs.habitat.procedural OUT_DIR [split=test] [n=1] [seed=0]")
-    print(export_episodes(a[0], a[1] if len(a) > 1 else "test", int(a[2]) if len(a) > 2 else 1, int(a[3]) if len(a) > 3 else 0))
+    sys.exit(main(sys.argv[1:]))
