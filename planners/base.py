@@ -50,6 +50,8 @@ class Plan:
     path_world: the intended camera path in the world frame (for the 3D view), may be empty.
     target_world: estimated target position (3,), when the planner has one.
     map_image: the planner's own top-down map (uint8, rows z, columns x), when it keeps one.
+    belief_image: a target belief on the same grid as map_image (uint8, 255 = peak), when kept.
+    hypotheses: (N, 4) world x, y, z and weight of imagined target positions, when kept.
     """
 
     actions: list[Action] = field(default_factory=list)
@@ -61,6 +63,8 @@ class Plan:
     path_world: list[Pose] = field(default_factory=list)
     target_world: np.ndarray | None = None
     map_image: np.ndarray | None = None
+    belief_image: np.ndarray | None = None
+    hypotheses: np.ndarray | None = None
     note: str = ""
 
     @property

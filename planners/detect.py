@@ -1,26 +1,57 @@
 """Detectors: where the target is in the current view, as a box (the "detect" step of
 observe -> remember -> imagine -> read back -> detect -> plan -> act).
 
-`DETECTORS` is the registry. A detector is a class built from its config dataclass with
-`reset(episode)` at the start of an episode and `__call__(obs) -> Box2D | None` per step. To add one,
-define both in a module and call `DETECTORS.register(name, DetectorClass, DetectorConfig)` there
-(in this package, or in a `v4s_plugin_*` module outside it); `make_detector(name)` builds it.
+One swappable component (`detector=NAME`), used by every planner that must see the target (explore's
+approach and stop, imagine's stop and belief, grounding's stop when asked):
+
+- `semantic`: the simulator's instance segmentation. This is *oracle detection*: it isolates what
+  imagination adds to navigation. Built for a backend without a semantic sensor (a camera rig), it
+  refuses at start with one line naming `detector=imagination`.
+- `imagination`: the model's own grounding used as a detector (Video4Spatial's notion of grounding):
+  a grounding rollout from the current view fires when its box frames show a confident red box and
+  its read-back camera path is (nearly) zero, i.e. the imagination says "the target is right here".
+  It works on every backend.
+
+`DETECTORS` is the registry. A detector is a class built from (its config dataclass, env,
+imagination) with `reset(episode, obs)` at the start of an episode and `__call__(obs, memory, video)
+-> Box2D | None` per step. To add one, define both in a module and call
+`DETECTORS.register(name, DetectorClass, DetectorConfig)` there (in this package, or in a
+`v4s_plugin_*` module outside it); `make_detector(name, cfg, env=..., imagination=...)` builds it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from envs.config import check
 from envs.registry import Registry
 from envs.types import Box2D, Episode, Observation
+from models.types import Imagination, ImaginedVideo
+
+if TYPE_CHECKING:
+    from models.memory import Memory
 
 
 class Detector(Protocol):
-    def reset(self, episode: Episode) -> None: ...
+    name: str
+    oracle: bool  # True when it reads simulator ground truth (labelled "oracle detection")
 
-    def __call__(self, obs: Observation) -> Box2D | None: ...
+    def reset(self, episode: Episode, obs: Observation | None = None) -> None: ...
+
+    def __call__(self, obs: Observation, memory: Memory | None = None, video: ImaginedVideo | None = None) -> Box2D | None:
+        """The target's box in `obs` pixels, or None. `video`: a grounding rollout already imagined
+        from this view (the imagination detector then reads it instead of imagining again)."""
+        ...
+
+
+def has_semantic_sensor(env: Any) -> bool:
+    """Whether the backend renders instance ids (embedded: render_semantic; habitat: semantic)."""
+    if hasattr(env, "has_semantic"):
+        return bool(env.has_semantic)
+    cfg = getattr(env, "cfg", None) or getattr(env, "config", None)
+    return bool(getattr(cfg, "render_semantic", False) or getattr(cfg, "semantic", False))
 
 
 def semantic_box(semantic: np.ndarray | None, instance_ids: tuple[int, ...], min_pixels: int = 6) -> Box2D | None:
@@ -36,28 +67,134 @@ def semantic_box(semantic: np.ndarray | None, instance_ids: tuple[int, ...], min
 
 @dataclass
 class SemanticDetectorConfig:
+    name: str = "semantic"
     min_pixels: int = 6  # fewer target pixels are noise at the frame border
 
 
 class SemanticDetector:
-    """The simulator's instance-id image tells the target's pixels (embedded world, Habitat with semantics)."""
+    """Oracle detection: the simulator's instance-id image tells the target's pixels (embedded
+    world, Habitat with semantics)."""
 
-    def __init__(self, cfg: SemanticDetectorConfig | None = None) -> None:
+    name = "semantic"
+    oracle = True
+
+    def __init__(self, cfg: SemanticDetectorConfig | None = None, env: Any = None, imagination: Any = None) -> None:
+        from planners.base import PlannerError
+
+        if env is not None and not has_semantic_sensor(env):
+            raise PlannerError(f"detector=semantic needs a semantic sensor, which {type(env).__name__} has not; use detector=imagination")
         self.cfg = cfg or SemanticDetectorConfig()
         self._targets: tuple[int, ...] = ()
 
-    def reset(self, episode: Episode) -> None:
+    def reset(self, episode: Episode, obs: Observation | None = None) -> None:
         self._targets = tuple(episode.target_instance_ids)
 
-    def __call__(self, obs: Observation) -> Box2D | None:
+    def __call__(self, obs: Observation, memory: Memory | None = None, video: ImaginedVideo | None = None) -> Box2D | None:
         return semantic_box(obs.semantic, self._targets, self.cfg.min_pixels)
+
+
+@dataclass
+class ImaginationDetectorConfig:
+    """Samples per rollout, the box confidence it needs, and how short the read-back path must be
+    to count as "the target is here"."""
+
+    name: str = "imagination"
+    num_samples: int = 2
+    min_box_score: float = 0.3
+    near_translation: float = 0.3  # metres
+    readback: str = "flow"  # a name of planners.readback.READBACKS (true: poses an oracle imagination reports)
+    context_frames: int = 8
+
+    def __post_init__(self) -> None:
+        from planners.readback import READBACKS
+
+        check(self.num_samples >= 1, f"detector.num_samples must be >= 1, got {self.num_samples}")
+        check(0.0 <= self.min_box_score <= 1.0, f"detector.min_box_score must be in [0, 1], got {self.min_box_score}")
+        check(self.near_translation > 0, f"detector.near_translation must be > 0 metres, got {self.near_translation}")
+        check(self.readback in READBACKS, f"detector.readback must be one of {READBACKS.names()}, got {self.readback!r}")
+
+
+class ImaginationDetector:
+    """The model's grounding as a detector: fires on a rollout from the current view whose box frames
+    show a confident red box and whose read-back path is (nearly) zero. Returns the best such box,
+    scaled to observation pixels."""
+
+    name = "imagination"
+    oracle = False
+
+    def __init__(self, cfg: ImaginationDetectorConfig | None = None, env: Any = None, imagination: Imagination | None = None) -> None:
+        from envs.base import intrinsics_of
+        from envs.geometry import intrinsics_from_hfov
+        from planners.base import PlannerError
+
+        if imagination is None:
+            raise PlannerError("detector=imagination needs an imagination; pick model=tiny (or model=oracle_noisy), "
+                               "or detector=semantic on a simulator")
+        self.cfg = cfg or ImaginationDetectorConfig()
+        self.imagination = imagination
+        self.K_img = intrinsics_from_hfov(env.hfov_deg, imagination.width, imagination.height)
+        self.K_obs = intrinsics_of(env)
+        self._instruction = ""
+        self._calls = 0
+
+    def reset(self, episode: Episode, obs: Observation | None = None) -> None:
+        from planners.grounding import instruction_for
+
+        self._instruction = instruction_for(episode, obs) if obs is not None else instruction_for(episode, Observation(np.zeros((1, 1, 3), np.uint8)))
+        self._calls = 0
+
+    def imagine(self, memory: Memory) -> ImaginedVideo | None:
+        """One grounding rollout from the current view (None when the imagination fails)."""
+        from planners.base import check_video
+
+        img = self.imagination
+        ctx = memory.select_context(min(self.cfg.context_frames, memory.cfg.max_context), size=(img.height, img.width))
+        self._calls += 1
+        try:
+            video = img.ground(ctx, self._instruction, num_samples=self.cfg.num_samples, seed=self._calls)
+        except KeyboardInterrupt:
+            raise
+        except Exception:  # a model fault means "not seen", never a crashed episode
+            return None
+        return None if check_video(video, img.height, img.width) else video
+
+    def __call__(self, obs: Observation, memory: Memory | None = None, video: ImaginedVideo | None = None) -> Box2D | None:
+        if video is None:
+            video = self.imagine(memory) if memory is not None else None
+            if video is None:
+                return None
+        return self.box_of(video, obs)
+
+    def box_of(self, video: ImaginedVideo, obs: Observation) -> Box2D | None:
+        from models.red_box import detect_red_box
+        from planners.base import path_length_xz
+        from planners.grounding import read_back_path
+
+        best: Box2D | None = None
+        for s, frames in enumerate(video.frames):
+            box = detect_red_box(frames, min_confidence=self.cfg.min_box_score)
+            if box is None or (best is not None and box.score <= best.score):
+                continue
+            try:
+                path = read_back_path(self.cfg.readback, frames, obs.depth, self.K_img, video, s)
+            except ValueError:
+                continue
+            if not np.all(np.isfinite(path.poses_rel)) or path_length_xz(path.poses_rel) > self.cfg.near_translation:
+                continue
+            best = box
+        if best is None:
+            return None
+        H, W = obs.rgb.shape[:2]
+        return best.scaled(W / self.imagination.width, H / self.imagination.height)
 
 
 DETECTORS = Registry("detector", key="detector")
 DETECTORS.register("semantic", SemanticDetector, SemanticDetectorConfig)
+DETECTORS.register("imagination", ImaginationDetector, ImaginationDetectorConfig)
 
 
-def make_detector(name: str, cfg: Any = None) -> Detector:
-    """The detector registered as `name`, with `cfg` (its config dataclass; defaults when None)."""
+def make_detector(name: str, cfg: Any = None, *, env: Any = None, imagination: Imagination | None = None) -> Detector:
+    """The detector registered as `name`, with `cfg` (its config dataclass; defaults when None),
+    for `env` (checked: semantic needs a semantic sensor) and `imagination` (the imagination detector's)."""
     entry = DETECTORS.get(name)
-    return entry.load()(cfg if cfg is not None else entry.config_class()())
+    return entry.load()(cfg if cfg is not None else entry.config_class()(), env, imagination)

@@ -1,7 +1,8 @@
 """`explore` planner: no imagination — explore until the target is seen, then walk to it (the lower bound).
 
-Seeing the target uses the backend's instance segmentation (`Observation.semantic`, simulators
-only) so the baseline isolates what imagination adds to *navigation*, not to detection. Exploration:
+Seeing the target goes through a detector (`planners.detect`, `detector=`): by default the
+backend's instance segmentation (`semantic`, oracle detection, simulators only), so the baseline
+isolates what imagination adds to *navigation*, not to detection. Exploration:
 `frontier` is frontier-based exploration (Yamauchi 1997): a top-down occupancy map from depth + pose
 (`planners.occupancy`), then the shortest path over known free floor to the nearest frontier, kept
 until it is reached or gone; a reached frontier that stays a frontier is set aside. `random` walks
@@ -22,9 +23,10 @@ from envs.base import NavEnv, intrinsics_of
 from envs.config import check
 from envs.geometry import wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Episode, Observation, Pose
+from models.types import Imagination
 from planners.base import Plan, PlannerConfig, Timer, is_centred, should_stop
 from planners.control import Motion, approach_box_actions, step_is_free
-from planners.detect import make_detector
+from planners.detect import Detector, make_detector
 from planners.occupancy import MapConfig, OccupancyMap
 
 if TYPE_CHECKING:
@@ -63,14 +65,17 @@ def column_clearance(depth: np.ndarray, u_centre: float, half_width: int) -> flo
 class ExplorePlanner:
     name = "explore"
 
-    def __init__(self, cfg: ExplorePlannerConfig, env: NavEnv, imagination: None = None, seed: int = 0) -> None:
+    def __init__(self, cfg: ExplorePlannerConfig, env: NavEnv, imagination: Imagination | None = None, seed: int = 0,
+                 detector: Detector | None = None) -> None:
         self.cfg = cfg
+        # sees the target once it is in view; oracle detection unless another detector is given
+        self.detector = detector if detector is not None else make_detector("semantic", env=env)
+        self._memory: Memory | None = None
         self.env = env
         self.K = intrinsics_of(env)
         self.motion = Motion.of(env)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self.detector = make_detector("semantic")  # sees the target once it is in view
         self._sensor_height = float(getattr(getattr(env, "cfg", None), "sensor_height", 0.88))
         self._map: OccupancyMap | None = None
         self._set_aside: np.ndarray | None = None  # bool mask on the map grid
@@ -81,11 +86,10 @@ class ExplorePlanner:
         self._pending: list[Action] = []
         self._since_scan = 0
         self._turn_dir = Action.TURN_LEFT
-        self._warned_no_semantic = False
         self._last: tuple[tuple[float, float, float] | None, list[Action]] = (None, [])
 
     def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
-        self.detector.reset(episode)
+        self.detector.reset(episode, obs)
         self._map, self._set_aside, self._goal = None, None, None
         self._target_sum = np.zeros(3)
         self._plans = 0
@@ -110,10 +114,11 @@ class ExplorePlanner:
         self._map.update(obs.depth, obs.pose, self.K, self.cfg.agent_radius)
 
     def _seen_box(self, obs: Observation) -> Box2D | None:
-        return self.detector(obs)
+        return self.detector(obs, self._memory)
 
     def plan(self, obs: Observation, memory: Memory) -> Plan:
         plan = Plan(imagined=False)
+        self._memory = memory
         with Timer() as t:
             self._path = None
             plan.actions, plan.note = self._decide(obs)
@@ -155,8 +160,6 @@ class ExplorePlanner:
                 return acts, "target seen -> approaching"
             # centred, but the straight way is blocked (depth, or the last step bumped) and the map
             # knows no way yet: explore on
-        if obs.semantic is None and not self._warned_no_semantic:
-            self._warned_no_semantic = True
         if self._pending:
             return [self._pending.pop(0)], "scanning"
         if bumped and (self._map is None or self.cfg.strategy == "random"):

@@ -13,8 +13,9 @@ from typing import Any
 
 from envs.base import NavEnv
 from envs.registry import Registry
+from models.factory import MODELS
 from models.types import Imagination
-from planners.base import Planner
+from planners.base import Planner, PlannerError
 
 PLANNERS = Registry("planner", key="planner")
 PLANNERS.register("grounding", "planners.grounding.GroundingPlanner", "planners.grounding.GroundingPlannerConfig")
@@ -23,8 +24,22 @@ PLANNERS.register("pose_following", "planners.pose_following.PoseFollowingPlanne
                   "planners.pose_following.PoseFollowingPlannerConfig")
 PLANNERS.register("cem", "planners.cem.CEMPlanner", "planners.cem.CEMPlannerConfig")
 PLANNERS.register("explore", "planners.explore.ExplorePlanner", "planners.explore.ExplorePlannerConfig")
+PLANNERS.register("imagine", "planners.imagine.ImaginePlanner", "planners.imagine.ImaginePlannerConfig")
+# the imagination-quality dial renders with the simulator, so it lives beside the oracle (planners)
+MODELS.register("oracle_noisy", "planners.oracle.noisy_oracle", "planners.oracle.NoisyOracleConfig")
 
 
-def make_planner(cfg: Any, env: NavEnv, imagination: Imagination | None = None, seed: int = 0) -> Planner:
-    """Build the planner named `cfg.name` (ConfigError listing the choices for an unknown name)."""
-    return PLANNERS.get(getattr(cfg, "name", None)).load()(cfg, env, imagination, seed=seed)
+# planners that look for the target through a planners.detect detector (`detector=` applies to them)
+TAKES_DETECTOR = {"explore", "imagine", "grounding", "oracle"}
+
+
+def make_planner(cfg: Any, env: NavEnv, imagination: Imagination | None = None, seed: int = 0, detector: Any = None) -> Planner:
+    """Build the planner named `cfg.name` (ConfigError listing the choices for an unknown name).
+    `detector`: a planners.detect detector, or None for the planner's own."""
+    name = getattr(cfg, "name", None)
+    cls = PLANNERS.get(name).load()
+    if detector is None:
+        return cls(cfg, env, imagination, seed=seed)
+    if name not in TAKES_DETECTOR:
+        raise PlannerError(f"planner {name!r} does not look for a target; drop detector=")
+    return cls(cfg, env, imagination, seed=seed, detector=detector)

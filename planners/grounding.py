@@ -35,6 +35,7 @@ from planners.base import (
     start_pose,
 )
 from planners.control import Motion, approach_box_actions, free_prefix, path_actions
+from planners.detect import Detector
 from planners.readback import READBACKS, read_back
 
 if TYPE_CHECKING:
@@ -107,10 +108,14 @@ class GroundingPlanner:
 
     name = "grounding"
 
-    def __init__(self, cfg: GroundingPlannerConfig, env: NavEnv, imagination: Imagination | None = None, seed: int = 0) -> None:
+    def __init__(self, cfg: GroundingPlannerConfig, env: NavEnv, imagination: Imagination | None = None, seed: int = 0,
+                 detector: Detector | None = None) -> None:
         if imagination is None:
             raise PlannerError(f"planner {cfg.name!r} needs an imagination; pick model=tiny (shipped checkpoint) or model=random, not model=none")
         self.cfg = cfg
+        # None: stop on the chosen sample's own box (the imagination detector's criterion); else stop
+        # when this detector (e.g. detector=semantic) sees the target centred and near
+        self.detector = detector
         self.env = env
         self.imagination = imagination
         self.seed = seed
@@ -127,6 +132,8 @@ class GroundingPlanner:
         self._instruction = instruction_for(episode, obs)
         self._plans = 0
         self._failures = 0
+        if self.detector is not None:
+            self.detector.reset(episode, obs)
 
     # ------------------------------------------------------------------------------- plan
     def _imagine(self, memory: Memory) -> tuple[ImaginedVideo | None, str]:
@@ -196,6 +203,12 @@ class GroundingPlanner:
         return plan
 
     def _plan_into(self, plan: Plan, obs: Observation, memory: Memory) -> None:
+        if self.detector is not None:
+            H, W = obs.rgb.shape[:2]
+            box = self.detector(obs, memory)
+            if should_stop(box, obs.depth, W, H, self.cfg.gamma, self.cfg.stop_distance, self.K_obs):
+                plan.actions, plan.note = [Action.STOP], f"{self.detector.name} detector: target centred within stop distance -> STOP"
+                return
         video, why = self._imagine(memory)
         if video is None:
             self._fallback(plan, why)
@@ -260,7 +273,7 @@ class GroundingPlanner:
         end = d.poses_rel[-1]
         end_yaw = float(matrix_to_pose(end).yaw)
         near = not d.cut and path_length_xz(d.poses_rel) <= self.cfg.near_translation and abs(end_yaw) <= NEAR_YAW
-        if near and should_stop(box_obs, obs.depth, W, H, self.cfg.gamma, self.cfg.stop_distance, self.K_obs):
+        if near and self.detector is None and should_stop(box_obs, obs.depth, W, H, self.cfg.gamma, self.cfg.stop_distance, self.K_obs):
             return [Action.STOP], "target centred within stop distance -> STOP"
         actions = path_actions(start, d.poses_rel, self.motion)
         if not actions:

@@ -14,7 +14,7 @@ from v4s_agent.config import EnvConfig
 
 
 def test_registry_lists_all_issue_planners():
-    assert PLANNERS.names() == ["cem", "explore", "grounding", "oracle", "pose_following"]
+    assert PLANNERS.names() == ["cem", "explore", "grounding", "imagine", "oracle", "pose_following"]
 
 
 def test_unknown_planner_names_choices():

@@ -21,6 +21,7 @@ from envs.registry import discover_plugins
 from envs.splits import SPLITS
 from models.factory import MODELS, ModelConfig
 from planners.base import PlannerConfig
+from planners.detect import DETECTORS
 from planners.factory import PLANNERS
 
 # ----------------------------------------------------------------------------------------- env
@@ -64,6 +65,7 @@ class RunConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     planner: Any = MISSING  # a config of planners.factory.PLANNERS, picked by the `planner=` group
     model: ModelConfig = field(default_factory=ModelConfig)
+    detector: Any = None  # a config of planners.detect.DETECTORS (detector= group); None: the planner's own
     run_name: str = "default"
     output_dir: str = "outputs/${run_name}"
     seed: int = 0
@@ -97,6 +99,8 @@ def register_configs() -> None:
         cs.store(group="schema/model", name=entry.name, node=entry.config_class())
     for entry in PLANNERS:
         cs.store(group="schema/planner", name=entry.name, node=entry.config_class())
+    for entry in DETECTORS:
+        cs.store(group="schema/detector", name=entry.name, node=entry.config_class())
 
 
 register_configs()

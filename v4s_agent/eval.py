@@ -3,6 +3,8 @@
   agent         planner=NAME split=test episodes=N [seed=S model=... env=...]
                 -> success, spl, soft_spl, distance_to_goal, seconds_per_plan, episodes
   imagination   split=test episodes=N  (v4s_agent/eval_imagination.py: eval_imagination(argv) -> dict)
+  sweep         split=test episodes=40 settings=all planners=imagine,grounding out=outputs/sweep
+                -> agent SR/SPL against imagination IF over the model=oracle_noisy dial (v4s_agent/sweep.py)
 
 Progress goes to stderr. Overrides use the same Hydra config as `v4s_agent.run` (composed with the
 compose API, so no Hydra output dirs). Per-episode lines land in outputs/<run_name>/results.jsonl;
@@ -25,6 +27,7 @@ USAGE = __doc__.split("\n\n")[0] + "\n" + __doc__.split("\n\n")[1]
 SUBCOMMANDS: dict[str, str] = {
     "agent": "v4s_agent.eval:eval_agent",
     "imagination": "v4s_agent.eval_imagination:eval_imagination",
+    "sweep": "v4s_agent.sweep:eval_sweep",
 }
 
 

@@ -342,6 +342,9 @@ class Evaluator:
                 return case.oracle_video[None].repeat(S, axis=0)
             return self._codec_roundtrip(case.nav_truth)[None].repeat(S, axis=0)
         ctx = case.context
+        bind = getattr(self.pipe, "bind_case", None)
+        if bind is not None:  # an imagination over the simulator (the quality dial) starts at the case's pose
+            bind(self.world, case)
         if method == "first_frame_only":
             ctx = VideoContext(frames=ctx.frames[-1:], indices=ctx.indices[-1:])
         kw = {"num_samples": S, "num_inference_steps": self._steps(), "guidance_scale": self._gs(), "seed": self.cfg.seed}

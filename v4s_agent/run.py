@@ -107,6 +107,7 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
     from tqdm import tqdm
 
     from planners.base import PlannerError
+    from planners.detect import make_detector
     from planners.factory import PLANNERS, make_planner
     from v4s_agent.agent import run_episode
     from v4s_agent.viz import GifRecorder, RerunRecorder
@@ -119,15 +120,19 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
     # The world first: a missing backend (habitat_sim) is the more basic problem to report.
     env = build_env(cfg)
     try:
-        imagination = load_imagination(cfg.model) if cfg.planner.needs_imagination else None
+        wants_model = cfg.planner.needs_imagination or getattr(cfg.detector, "name", "") == "imagination"
+        imagination = load_imagination(cfg.model) if wants_model else None
+        try:
+            if hasattr(imagination, "bind_env"):  # an imagination rendered by the simulator (model=oracle_noisy)
+                imagination.bind_env(env)
+            detector = None if cfg.detector is None else make_detector(cfg.detector.name, cfg.detector, env=env, imagination=imagination)
+            planner = make_planner(cfg.planner, env, imagination, seed=cfg.seed, detector=detector)
+        except (PlannerError, ValueError) as e:
+            raise SetupError(str(e)) from None
         out.mkdir(parents=True, exist_ok=True)  # only once the run can start
         done = read_done(results) if cfg.resume else {}
         if not cfg.resume and results.exists():
             results.unlink()
-        try:
-            planner = make_planner(cfg.planner, env, imagination, seed=cfg.seed)
-        except (PlannerError, ValueError) as e:
-            raise SetupError(str(e)) from None
         episodes = make_episode_list(cfg, env)
         bar = tqdm(total=len(episodes), desc=f"{cfg.planner.name} episodes", unit="ep", file=sys.stderr, disable=not cfg.progress)
         try:

@@ -166,6 +166,13 @@ class RerunRecorder:
             rec.log("world/plan/target_estimate", rr.Points3D([plan.target_world], radii=0.08, colors=[TARGET_COLOUR]))
         if plan.map_image is not None:
             rec.log("map/agent_map", rr.Image(plan.map_image))
+        if plan.belief_image is not None:  # the target belief as a layer over the agent's map
+            heat = np.zeros((*plan.belief_image.shape, 4), dtype=np.uint8)
+            heat[..., 0], heat[..., 3] = 255, plan.belief_image
+            rec.log("map/agent_map/belief", rr.Image(heat))
+        if plan.hypotheses is not None and len(plan.hypotheses):
+            h = np.asarray(plan.hypotheses, dtype=np.float32)
+            rec.log("world/plan/hypotheses", rr.Points3D(h[:, :3], radii=0.05 + 0.1 * np.clip(h[:, 3], 0, 1), colors=[(255, 160, 0)]))
 
     def on_end(self, result: Any) -> None:
         if self.rec is None:

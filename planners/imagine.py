@@ -1,0 +1,375 @@
+"""`imagine` planner: frontier search in which imagination supplies the value (VLFM's idea, with
+imagined grounding videos in place of a vision-language model).
+
+It is the `explore` planner (occupancy map, frontiers, detector-driven approach and stop) plus a
+top-down *target belief map* in world coordinates, on the occupancy map's grid:
+
+- every `replan_every` plans (and on arrival at a goal) it imagines `num_samples` grounding videos
+  from the current view. A sample with a red box adds a hypothesis at its read-back target position
+  (the read-back path's end pose, then along the box centre's ray to the box's depth: the current
+  depth when the path is short, else the first obstacle on the map along that ray, else
+  `default_box_depth`), weighted by box score and path confidence. A sample without a box adds a
+  weak hint (`hint_weight`) ahead of its imagined path's end;
+- where the agent looks and the detector does not fire, belief is lowered (`absence_decay`);
+- goal: the belief peak when it is above `goal_threshold` (walked to on the map's shortest path, or
+  via the frontier that best leads towards it), otherwise the frontier with the best value
+  (`value_weight` x belief near it, minus its path distance).
+
+Stop and approach are explore's: the detector (`detector=semantic|imagination`) sees the target
+centred and within `stop_distance`. With no imagination (`model=none`) it *is* frontier exploration:
+every plan goes to `ExplorePlanner`, action for action.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage
+
+from envs.base import NavEnv
+from envs.config import check
+from envs.geometry import intrinsics_from_hfov, pose_to_matrix, wrap_angle, yaw_towards
+from envs.types import Action, Box2D, Episode, Observation
+from models.types import Imagination, ImaginedVideo
+from planners.base import Plan, Timer, path_length_xz, start_pose
+from planners.detect import Detector
+from planners.explore import ExplorePlanner, ExplorePlannerConfig
+from planners.occupancy import OCCUPIED
+from planners.readback import READBACKS
+
+if TYPE_CHECKING:
+    from models.memory import Memory
+
+@dataclass
+class ImaginePlannerConfig(ExplorePlannerConfig):
+    """Frontier search with an imagined target belief map."""
+
+    name: str = "imagine"
+    num_samples: int = 2  # grounding videos per rollout
+    replan_every: int = 6  # plans (one action each) between rollouts; also re-imagines on arrival
+    min_box_score: float = 0.3
+    readback: str = "flow"  # a name of planners.readback.READBACKS (true: poses the imagination reports, model=oracle_noisy)
+    near_translation: float = 0.3  # a path shorter than this (m) ends at the current view: box depth from the depth image
+    default_box_depth: float = 1.0  # metres from a path's end to its boxed target when the map has no obstacle there
+    max_box_depth: float = 4.0
+    belief_sigma: float = 0.5  # metres, spread of one hypothesis
+    hint_weight: float = 0.05  # weight of a sample without a box (times path confidence)
+    goal_threshold: float = 0.3  # belief peak that becomes the goal
+    absence_decay: float = 0.5  # belief kept where the agent looked and the detector did not fire
+    view_range: float = 3.0  # metres of view that count as looked at
+    value_weight: float = 3.0  # metres of path a frontier's belief (normalised to the peak) is worth
+    value_sigma: float = 1.5  # metres: how far from a frontier belief still counts as "near it"
+    hypothesis_reach: float = 0.8  # drive to a navigable cell this close to the hypothesis
+
+    @property
+    def needs_imagination(self) -> bool:
+        return True  # used when there is one; model=none makes it frontier exploration
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.num_samples >= 1, f"planner.num_samples must be >= 1, got {self.num_samples}")
+        check(self.replan_every >= 1, f"planner.replan_every must be >= 1, got {self.replan_every}")
+        check(self.readback in READBACKS, f"planner.readback must be one of {READBACKS.names()}, got {self.readback!r}")
+        check(0.0 < self.absence_decay <= 1.0, f"planner.absence_decay must be in (0, 1], got {self.absence_decay}")
+        check(self.belief_sigma > 0 and self.value_sigma > 0, "planner.belief_sigma and value_sigma must be > 0")
+
+
+VISITED_DECAY = 0.05  # belief kept around a hypothesis the agent reached and faced without a detection
+
+
+class ImaginePlanner(ExplorePlanner):
+    name = "imagine"
+
+    def __init__(self, cfg: ImaginePlannerConfig, env: NavEnv, imagination: Imagination | None = None, seed: int = 0,
+                 detector: Detector | None = None) -> None:
+        super().__init__(cfg, env, seed=seed, detector=detector)
+        if imagination is not None and hasattr(imagination, "bind_env") and getattr(imagination, "world", None) is None:
+            imagination.bind_env(env)
+        self.imagination = imagination
+        self.K_img = None if imagination is None else intrinsics_from_hfov(env.hfov_deg, imagination.width, imagination.height)
+        self.belief: np.ndarray | None = None
+        self.hypotheses: list[tuple[float, float, float]] = []  # (x, z, weight) of every boxed sample
+        self._instruction = ""
+        self._since_imagine = 0
+        self._imagine_now = True
+        self._video: ImaginedVideo | None = None  # this plan's rollout (None on plans that do not imagine)
+        self._imaginations = 0
+        self._hyp_goal: np.ndarray | None = None
+        self._plan_grid = None
+
+    def reset(self, episode: Episode, obs: Observation, memory: Memory) -> None:
+        from planners.grounding import instruction_for
+
+        super().reset(episode, obs, memory)
+        self.belief = None
+        self.hypotheses = []
+        self._instruction = instruction_for(episode, obs)
+        self._since_imagine = 0
+        self._imagine_now = True
+        self._video = None
+        self._imaginations = 0
+        self._hyp_goal = None
+        self._routes = []
+
+    # ------------------------------------------------------------------------------- plan
+    def plan(self, obs: Observation, memory: Memory) -> Plan:
+        self._plan_grid = None
+        if self.imagination is None:  # frontier exploration, exactly
+            return super().plan(obs, memory)
+        plan = Plan(imagined=False)
+        self._memory = memory
+        with Timer() as t:
+            self._path = None
+            self._remember(obs)
+            self._video = None
+            if self._map is not None and (self._imagine_now or self._since_imagine >= self.cfg.replan_every):
+                self._video = self._imagine(memory)
+                self._since_imagine, self._imagine_now = 0, False
+                if self._video is not None:
+                    plan.imagined = True
+                    plan.videos.append(self._video)
+                    self._add_hypotheses(self._video, obs)
+            self._since_imagine += 1
+            plan.actions, plan.note = self._decide(obs)
+            self._last = (obs.pose.position if obs.pose is not None else None, list(plan.actions))
+        plan.seconds = t.seconds
+        self._describe(plan, obs)
+        return plan
+
+    def _describe(self, plan: Plan, obs: Observation) -> None:
+        super()._describe(plan, obs)
+        if self.belief is not None and plan.map_image is not None:
+            plan.belief_image = self.belief_image()
+        if self.hypotheses and self._map is not None:
+            h = np.asarray(self.hypotheses)
+            plan.hypotheses = np.stack([h[:, 0], np.full(len(h), self._map.floor_y + 0.5), h[:, 1], h[:, 2]], axis=1)
+
+    def belief_image(self) -> np.ndarray:
+        """(n, n) uint8 belief on the map grid (rows z, columns x), 255 = the current peak."""
+        b = self.belief
+        top = float(b.max()) if b is not None and b.size else 0.0
+        return np.zeros_like(self._map.floor_hits, dtype=np.uint8) if top <= 0 else (255 * b / top).astype(np.uint8)
+
+    def _imagine(self, memory: Memory) -> ImaginedVideo | None:
+        from planners.base import check_video
+
+        img = self.imagination
+        ctx = memory.select_context(min(self.cfg.context_frames, memory.cfg.max_context), size=(img.height, img.width))
+        self._imaginations += 1
+        try:
+            video = img.ground(ctx, self._instruction, num_samples=self.cfg.num_samples,
+                               seed=self.seed * 100_003 + self._imaginations * 7919)
+        except KeyboardInterrupt:
+            raise
+        except Exception:  # a model fault: no new hypotheses this time, the search goes on
+            return None
+        return None if check_video(video, img.height, img.width) else video
+
+    def _grid(self):
+        # one planning grid per plan: the frontier value and the path to the chosen goal share it
+        if self._plan_grid is None:
+            self._plan_grid = super()._grid()
+        return self._plan_grid
+
+    # ------------------------------------------------------------------------ belief map
+    def _ensure_belief(self) -> np.ndarray:
+        if self.belief is None:
+            self.belief = np.zeros(self._map.floor_hits.shape, dtype=np.float32)
+        return self.belief
+
+    def _add_blob(self, xz: np.ndarray, weight: float, sigma: float) -> None:
+        b = self._ensure_belief()
+        res = self._map.cfg.resolution
+        iz, ix = self._map.cells_of(np.asarray(xz, dtype=np.float64)[None])[0]
+        r = int(math.ceil(3 * sigma / res))
+        z0, z1, x0, x1 = max(0, iz - r), min(b.shape[0], iz + r + 1), max(0, ix - r), min(b.shape[1], ix + r + 1)
+        if z0 >= z1 or x0 >= x1:
+            return
+        zz, xx = np.mgrid[z0:z1, x0:x1]
+        d2 = ((zz - iz) ** 2 + (xx - ix) ** 2) * res * res
+        b[z0:z1, x0:x1] += (weight * np.exp(-0.5 * d2 / sigma**2)).astype(np.float32)
+
+    def _add_hypotheses(self, video: ImaginedVideo, obs: Observation) -> None:
+        from models.red_box import detect_red_box
+        from planners.grounding import read_back_path
+
+        start = start_pose(obs)
+        T0 = pose_to_matrix(start)
+        for s, frames in enumerate(video.frames):
+            box = detect_red_box(frames, min_confidence=self.cfg.min_box_score)
+            try:
+                path = read_back_path(self.cfg.readback, frames, obs.depth, self.K_img, video, s)
+            except ValueError:
+                continue
+            rel = path.poses_rel
+            if not np.all(np.isfinite(rel)):
+                continue
+            end = T0 @ rel[-1]
+            end_xz, fwd = end[[0, 2], 3], -end[[0, 2], 2]
+            fwd = fwd / max(float(np.linalg.norm(fwd)), 1e-9)
+            conf = float(path.confidence)
+            if box is None:
+                self._add_blob(end_xz + self.cfg.default_box_depth * fwd, self.cfg.hint_weight * (0.5 + 0.5 * conf), self.cfg.belief_sigma)
+                continue
+            xz = self._box_target(box, obs, end_xz, fwd, path_length_xz(rel))
+            w = float(box.score * (0.5 + 0.5 * conf))
+            self._add_blob(xz, w, self.cfg.belief_sigma)
+            self.hypotheses.append((float(xz[0]), float(xz[1]), w))
+            self._routes.append((np.einsum("ij,fjk->fik", T0, rel)[:, [0, 2], 3], xz))
+
+    def _box_target(self, box: Box2D, obs: Observation, end_xz: np.ndarray, fwd: np.ndarray, length: float) -> np.ndarray:
+        """Floor xz of a boxed sample's target: through the box centre from the path's end pose."""
+        if length <= self.cfg.near_translation and obs.depth is not None and obs.pose is not None:
+            from planners.readback.target import target_position
+
+            H, W = obs.rgb.shape[:2]
+            p = target_position(box.scaled(W / self.imagination.width, H / self.imagination.height), obs.depth, obs.pose, self.K)
+            if p is not None:
+                return np.array([p[0], p[2]])
+        # bearing of the box centre: right of the image centre is a turn to the right (clockwise from above)
+        ang = math.atan2(box.center[0] - self.K_img[0, 2], self.K_img[0, 0])
+        c, s = math.cos(ang), math.sin(ang)
+        right = np.array([-fwd[1], fwd[0]])  # fwd rotated clockwise in (x, z) = the camera's right
+        ray = c * fwd + s * right
+        return end_xz + self._range_on_map(end_xz, ray) * ray
+
+    def _range_on_map(self, xz: np.ndarray, ray: np.ndarray) -> float:
+        """Distance along `ray` to the first obstacle the map knows (default_box_depth if none)."""
+        res = self._map.cfg.resolution
+        t = np.arange(0.3, self.cfg.max_box_depth, 0.5 * res)
+        cells = self._map.cells_of(xz + t[:, None] * ray)
+        n = self._map.floor_hits.shape[0]
+        ok = (cells >= 0).all(axis=1) & (cells < n).all(axis=1)
+        state = self._map.state
+        hit = np.zeros(len(t), dtype=bool)
+        hit[ok] = state[cells[ok, 0], cells[ok, 1]] == OCCUPIED
+        return float(t[np.argmax(hit)]) if hit.any() else self.cfg.default_box_depth
+
+    def _lower_in_view(self, obs: Observation) -> None:
+        """The detector looked and did not fire: lower the belief on the floor the view covers."""
+        if self.belief is None or obs.depth is None or obs.pose is None:
+            return
+        H, W = obs.depth.shape
+        cols = np.arange(0, W, 4)
+        band = obs.depth[int(H * 0.3) : int(H * 0.9), cols]
+        band = np.where(np.isfinite(band) & (band > 0), band, np.nan)
+        with np.errstate(all="ignore"):
+            rng = np.nanmedian(band, axis=0)
+        rng = np.minimum(np.nan_to_num(rng, nan=0.0), self.cfg.view_range)
+        ang = np.arctan2(cols + 0.5 - self.K[0, 2], self.K[0, 0])
+        fwd = obs.pose.forward[[0, 2]]
+        right = np.array([-fwd[1], fwd[0]])
+        rays = np.cos(ang)[:, None] * fwd + np.sin(ang)[:, None] * right
+        t = np.arange(0.0, self.cfg.view_range, 0.5 * self._map.cfg.resolution)
+        pts = obs.pose.xyz[[0, 2]] + rays[:, None, :] * t[None, :, None]
+        pts = pts[t[None, :] <= rng[:, None]]
+        cells = np.unique(self._map.cells_of(pts), axis=0)
+        n = self.belief.shape[0]
+        cells = cells[(cells >= 0).all(axis=1) & (cells < n).all(axis=1)]
+        self.belief[cells[:, 0], cells[:, 1]] *= self.cfg.absence_decay
+
+    # --------------------------------------------------------------------------- decide
+    def _seen_box(self, obs: Observation) -> Box2D | None:
+        if getattr(self.detector, "oracle", True):
+            box = self.detector(obs, self._memory)
+        elif self._video is not None:  # the imagination detector reads this plan's own rollout
+            box = self.detector(obs, self._memory, video=self._video)
+        else:
+            return None  # not consulted between rollouts: no evidence either way
+        if box is None:
+            self._lower_in_view(obs)
+        else:
+            self._imagine_now = not getattr(self.detector, "oracle", True)  # keep looking while it fires
+        return box
+
+    def _frontier(self, obs: Observation) -> tuple[list[Action], str]:
+        if self._map is None or self.belief is None:
+            return super()._frontier(obs)
+        grid = self._grid()
+        here = obs.pose.xyz[[0, 2]]
+        peak = float(self.belief.max())
+        if peak >= self.cfg.goal_threshold:
+            acts, note = self._to_hypothesis(obs, grid, here)
+            if acts:
+                return acts, note
+        elif self._hyp_goal is not None:
+            self._hyp_goal = None
+            self._goal = None
+        if self._video is None and self._goal is not None and self._hyp_goal is None:
+            return super()._frontier(obs)  # between rollouts: keep the frontier chosen
+        goals = self._frontier_goals(grid)
+        if len(goals) == 0:
+            return super()._frontier(obs)
+        dist = grid.distance_field(here)[0][tuple(grid.cells_of(goals).T)]
+        ok = np.isfinite(dist)
+        if not ok.any():
+            return super()._frontier(obs)
+        smooth = ndimage.gaussian_filter(self.belief, self.cfg.value_sigma / self._map.cfg.resolution)
+        iz, ix = self._map.cells_of(goals).T
+        value = self.cfg.value_weight * smooth[iz, ix] / max(float(smooth.max()), 1e-9) - dist
+        value[~ok] = -np.inf
+        self._goal = goals[int(np.argmax(value))]
+        return super()._frontier(obs)  # keeps heading for self._goal (the best-valued frontier)
+
+    def _belief_at(self, xz: np.ndarray) -> float:
+        iz, ix = self._map.cells_of(np.asarray(xz)[None])[0]
+        return float(self.belief[iz, ix])
+
+    def _to_hypothesis(self, obs: Observation, grid, here: np.ndarray) -> tuple[list[Action], str]:
+        # keep the hypothesis being walked to until it fades or a new rollout came in (no dithering
+        # between two blobs as the belief under the view is lowered step by step)
+        hz = self._hyp_goal
+        if hz is None or self._video is not None or self._belief_at(hz) < self.cfg.goal_threshold:
+            iz, ix = np.unravel_index(int(np.argmax(self.belief)), self.belief.shape)
+            hz = self._map.cfg.resolution * (np.array([ix, iz]) + 0.5) + self._map.origin
+        iz, ix = self._map.cells_of(hz[None])[0]
+        self._hyp_goal = hz
+        xz = grid.cell_centres(np.argwhere(grid.navigable))
+        near = xz[np.linalg.norm(xz - hz, axis=1) <= self.cfg.hypothesis_reach]
+        path = grid.shortest_path(here, near) if len(near) else near
+        b = float(self.belief[iz, ix])
+        if len(path):
+            acts = self._step_along(obs, path)
+            if acts:
+                return acts, f"imagined target (belief {b:.2f}) -> {np.linalg.norm(hz - here):.1f} m"
+            # arrived: face it; if the detector still does not fire there, it was not there
+            err = float(wrap_angle(yaw_towards(*(hz - here)) - obs.pose.yaw))
+            if abs(err) > 0.75 * math.radians(self.motion.turn_deg) and np.linalg.norm(hz - here) > 0.2:
+                return [Action.TURN_LEFT if err > 0 else Action.TURN_RIGHT], "at the imagined target -> facing it"
+            self._visited(hz)
+            self._imagine_now = True
+            return [], ""
+        # no known way to it on the map: walk the imagined route that led there (the imagination has
+        # seen the way), else the frontier that leads there (path to the frontier + straight line on)
+        route = self._route_to(hz, here)
+        if route is not None and (acts := self._step_along(obs, route)):
+            return acts, f"imagined target (belief {b:.2f}), no known way -> following the imagined route"
+        goals = self._frontier_goals(grid)
+        if len(goals):
+            dist = grid.distance_field(here)[0][tuple(grid.cells_of(goals).T)] + np.linalg.norm(goals - hz, axis=1)
+            if np.isfinite(dist).any():
+                path = grid.shortest_path(here, goals[int(np.argmin(dist))])
+                if len(path) and (acts := self._step_along(obs, path)):
+                    return acts, f"imagined target (belief {b:.2f}), no known way -> the frontier towards it"
+        self._visited(hz)  # unreachable as far as the map knows: try the next hypothesis
+        return [], ""
+
+    def _route_to(self, hz: np.ndarray, here: np.ndarray) -> np.ndarray | None:
+        """The rest of the latest imagined route whose hypothesis lies near `hz`, from its point
+        nearest to the agent on (None if no route leads there)."""
+        for route, xz in reversed(self._routes):
+            if np.linalg.norm(xz - hz) <= self.cfg.hypothesis_reach + self.cfg.belief_sigma:
+                i = int(np.argmin(np.linalg.norm(route - here, axis=1)))
+                return np.vstack([here[None], route[i:]])
+        return None
+
+    def _visited(self, xz: np.ndarray) -> None:
+        res = self._map.cfg.resolution
+        iz, ix = self._map.cells_of(np.asarray(xz)[None])[0]
+        zz, xx = np.ogrid[: self.belief.shape[0], : self.belief.shape[1]]
+        r = self.cfg.hypothesis_reach + self.cfg.belief_sigma
+        near = ((zz - iz) ** 2 + (xx - ix) ** 2) * res * res <= r * r
+        self.belief[near] *= VISITED_DECAY
+        self._hyp_goal = None

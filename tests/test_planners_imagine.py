@@ -1,0 +1,109 @@
+"""`imagine` on the real embedded world: with a perfect dial setting (model=oracle_noisy, p_wrong=0)
+it reaches the goal; with no imagination it is frontier exploration action for action. Plus the
+dial's knobs and the detectors."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import pytest
+
+from planners.base import PlannerError
+from planners.explore import ExplorePlannerConfig
+from planners.factory import make_planner
+from planners.imagine import ImaginePlannerConfig
+
+world_mod = pytest.importorskip("envs.embedded.world")
+task_mod = pytest.importorskip("envs.embedded.task")
+from envs.embedded.config import WorldConfig  # noqa: E402
+from models.memory import Memory  # noqa: E402
+from v4s_agent.agent import run_episode  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = world_mod.make_embedded_env(WorldConfig())  # the agent's default 128x128 (64x64 stops short here)
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def episode():
+    # a fixed episode whose target is not in view from the start: the agent must search for it
+    return task_mod.make_episodes("val", 1, 0)[0]
+
+
+def _noisy(env, **knobs):
+    from planners.oracle import NoisyOracleImagination
+
+    return NoisyOracleImagination(env, **knobs)
+
+
+def test_imagine_with_a_perfect_imagination_reaches_the_goal(env, episode):
+    planner = make_planner(ImaginePlannerConfig(), env, _noisy(env, p_wrong=0.0), seed=0)
+    res = run_episode(env, planner, episode, max_steps=90, look_around=True)
+    assert res.stopped and res.metrics.success == 1.0, (res.metrics, res.trace.notes[-8:])
+    assert any(p.imagined for _, p in res.trace.plans)
+    assert any("imagined target" in n for n in res.trace.notes)  # the belief, not luck, led it there
+
+
+def test_imagine_without_imagination_is_frontier_exploration(env, episode):
+    a = run_episode(env, make_planner(ExplorePlannerConfig(), env, seed=0), episode, max_steps=45)
+    b = run_episode(env, make_planner(ImaginePlannerConfig(), env, None, seed=0), episode, max_steps=45)
+    assert len(a.trace.actions) == 45
+    assert b.trace.actions == a.trace.actions
+    assert [p.note for _, p in b.trace.plans] == [p.note for _, p in a.trace.plans]
+
+
+def test_dial_knobs(env, episode):
+    from models.red_box import detect_red_box
+
+    obs = env.reset(episode)
+    mem = Memory()
+    mem.add(obs)
+    ctx = mem.select_context(1, size=(48, 48))
+    clean = _noisy(env, resolution=48).ground(ctx, "", num_samples=2, seed=3)
+    assert clean.frames.shape == (2, 12, 48, 48, 3) and clean.meta["poses_rel"].shape == (2, 12, 4, 4)
+    assert detect_red_box(clean.frames[0]) is not None
+    again = _noisy(env, resolution=48).ground(ctx, "", num_samples=2, seed=3)
+    np.testing.assert_array_equal(clean.frames, again.frames)  # seeded
+    no_box = _noisy(env, resolution=48, p_no_box=1.0).ground(ctx, "", num_samples=2, seed=3)
+    assert all(detect_red_box(f) is None for f in no_box.frames)
+    np.testing.assert_array_equal(no_box.frames[:, :8], clean.frames[:, :8])  # only the box is gone
+    drift = _noisy(env, resolution=48, pose_noise_m=0.5, pose_noise_deg=20).ground(ctx, "", num_samples=2, seed=3)
+    moved = np.linalg.norm(drift.meta["poses_rel"][:, -1, :3, 3] - clean.meta["poses_rel"][:, -1, :3, 3], axis=1)
+    assert moved.max() > 0.05
+    wrong = _noisy(env, resolution=48, p_wrong=1.0).ground(ctx, "", num_samples=4, seed=3)
+    ends = wrong.meta["poses_rel"][:, 7, :3, 3]
+    assert not np.allclose(ends, clean.meta["poses_rel"][0, 7, :3, 3], atol=1e-3)
+    blurred = _noisy(env, resolution=48, blur=1.5).ground(ctx, "", num_samples=1, seed=3)
+    assert np.abs(np.diff(blurred.frames[0, 1].astype(float), axis=1)).mean() < np.abs(np.diff(clean.frames[0, 1].astype(float), axis=1)).mean()
+
+
+def test_semantic_detector_refuses_a_backend_without_semantics():
+    e = world_mod.make_embedded_env(WorldConfig(width=32, height=32, render_semantic=False))
+    try:
+        with pytest.raises(PlannerError, match="detector=imagination"):
+            make_planner(ExplorePlannerConfig(), e, seed=0)
+    finally:
+        e.close()
+
+
+def test_imagination_detector_fires_on_a_box_at_the_current_view(env, episode):
+    """A video that stays at the current view and ends with a red box: the model says "it is here"."""
+    from models.red_box import draw_red_box
+    from models.types import ImaginedVideo
+    from planners.detect import make_detector
+
+    obs = env.reset(episode)
+    frame = obs.rgb
+    still = np.repeat(frame[None, None], 12, axis=1)
+    boxed = still.copy()
+    boxed[0, 8:] = draw_red_box(frame, (20, 20, 44, 44))
+    det = make_detector("imagination", env=env, imagination=_noisy(env))
+    det.reset(episode, obs)
+    box = det(obs, video=ImaginedVideo(frames=boxed, mode="grounding"))
+    assert box is not None and abs(box.center[0] - 64) < 6
+    assert det(obs, video=ImaginedVideo(frames=still, mode="grounding")) is None
