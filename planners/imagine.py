@@ -62,6 +62,7 @@ class ImaginePlannerConfig(ExplorePlannerConfig):
     value_weight: float = 3.0  # metres of path a frontier's belief (normalised to the peak) is worth
     value_sigma: float = 1.5  # metres: how far from a frontier belief still counts as "near it"
     hypothesis_reach: float = 0.8  # drive to a navigable cell this close to the hypothesis
+    execute_steps: int = 6  # actions of an imagined route executed before imagining again (no known way on the map)
 
     @property
     def needs_imagination(self) -> bool:
@@ -76,6 +77,7 @@ class ImaginePlannerConfig(ExplorePlannerConfig):
         check(self.belief_sigma > 0 and self.value_sigma > 0, "planner.belief_sigma and value_sigma must be > 0")
 
 
+BELIEF_CAP = 3.0  # agreeing hypotheses add up to this, not without bound
 VISITED_DECAY = 0.05  # belief kept around a hypothesis the agent reached and faced without a detection
 
 
@@ -111,7 +113,7 @@ class ImaginePlanner(ExplorePlanner):
         self._video = None
         self._imaginations = 0
         self._hyp_goal = None
-        self._routes = []
+        self._route = None
 
     # ------------------------------------------------------------------------------- plan
     def plan(self, obs: Observation, memory: Memory) -> Plan:
@@ -123,7 +125,7 @@ class ImaginePlanner(ExplorePlanner):
         with Timer() as t:
             self._path = None
             self._remember(obs)
-            self._video = None
+            self._video, self._route = None, None
             if self._map is not None and (self._imagine_now or self._since_imagine >= self.cfg.replan_every):
                 self._video = self._imagine(memory)
                 self._since_imagine, self._imagine_now = 0, False
@@ -190,6 +192,7 @@ class ImaginePlanner(ExplorePlanner):
         zz, xx = np.mgrid[z0:z1, x0:x1]
         d2 = ((zz - iz) ** 2 + (xx - ix) ** 2) * res * res
         b[z0:z1, x0:x1] += (weight * np.exp(-0.5 * d2 / sigma**2)).astype(np.float32)
+        np.minimum(b[z0:z1, x0:x1], BELIEF_CAP, out=b[z0:z1, x0:x1])  # so looking there and not seeing it can undo it
 
     def _add_hypotheses(self, video: ImaginedVideo, obs: Observation) -> None:
         from models.red_box import detect_red_box
@@ -217,7 +220,8 @@ class ImaginePlanner(ExplorePlanner):
             w = float(box.score * (0.5 + 0.5 * conf))
             self._add_blob(xz, w, self.cfg.belief_sigma)
             self.hypotheses.append((float(xz[0]), float(xz[1]), w))
-            self._routes.append((np.einsum("ij,fjk->fik", T0, rel)[:, [0, 2], 3], xz))
+            if self._route is None or w > self._route[1]:
+                self._route = (rel, w, xz)
 
     def _box_target(self, box: Box2D, obs: Observation, end_xz: np.ndarray, fwd: np.ndarray, length: float) -> np.ndarray:
         """Floor xz of a boxed sample's target: through the box centre from the path's end pose."""
@@ -343,9 +347,8 @@ class ImaginePlanner(ExplorePlanner):
             return [], ""
         # no known way to it on the map: walk the imagined route that led there (the imagination has
         # seen the way), else the frontier that leads there (path to the frontier + straight line on)
-        route = self._route_to(hz, here)
-        if route is not None and (acts := self._step_along(obs, route)):
-            return acts, f"imagined target (belief {b:.2f}), no known way -> following the imagined route"
+        if (acts := self._follow_route(obs, hz)):
+            return acts, f"imagined target (belief {b:.2f}), no known way -> {len(acts)} actions of the imagined route"
         goals = self._frontier_goals(grid)
         if len(goals):
             dist = grid.distance_field(here)[0][tuple(grid.cells_of(goals).T)] + np.linalg.norm(goals - hz, axis=1)
@@ -356,14 +359,25 @@ class ImaginePlanner(ExplorePlanner):
         self._visited(hz)  # unreachable as far as the map knows: try the next hypothesis
         return [], ""
 
-    def _route_to(self, hz: np.ndarray, here: np.ndarray) -> np.ndarray | None:
-        """The rest of the latest imagined route whose hypothesis lies near `hz`, from its point
-        nearest to the agent on (None if no route leads there)."""
-        for route, xz in reversed(self._routes):
-            if np.linalg.norm(xz - hz) <= self.cfg.hypothesis_reach + self.cfg.belief_sigma:
-                i = int(np.argmin(np.linalg.norm(route - here, axis=1)))
-                return np.vstack([here[None], route[i:]])
-        return None
+    def _follow_route(self, obs: Observation, hz: np.ndarray) -> list[Action]:
+        """The first `execute_steps` actions of the route this plan imagined to `hz` (the grounding
+        loop: the imagination has seen a way the map does not know yet), cut where the depth says the
+        body would hit something; the next plan imagines again from where they end. [] when this plan
+        imagined no such route."""
+        from planners.base import free_prefix, path_actions
+
+        if self._video is None or self._route is None:
+            return []
+        rel, _, xz = self._route
+        if np.linalg.norm(xz - hz) > self.cfg.hypothesis_reach + self.cfg.belief_sigma:
+            return []
+        prefix, _ = free_prefix(obs.depth, self.K, rel, self.cfg.agent_radius)
+        if prefix is None:
+            return []
+        acts = path_actions(start_pose(obs), prefix, self.motion)[: self.cfg.execute_steps]
+        if acts:
+            self._imagine_now = True
+        return acts
 
     def _visited(self, xz: np.ndarray) -> None:
         res = self._map.cfg.resolution
