@@ -121,11 +121,15 @@ class ExplorePlanner:
         self._memory = memory
         with Timer() as t:
             self._path = None
+            self._prepare(plan, obs, memory)
             plan.actions, plan.note = self._decide(obs)
             self._last = (obs.pose.position if obs.pose is not None else None, list(plan.actions))
         plan.seconds = t.seconds
         self._describe(plan, obs)
         return plan
+
+    def _prepare(self, plan: Plan, obs: Observation, memory: Memory) -> None:
+        """Before deciding: nothing here (the imagine planner imagines and updates its belief)."""
 
     def _describe(self, plan: Plan, obs: Observation) -> None:
         """What the viewer shows: the map path being followed, the target estimate, and (every

@@ -33,7 +33,7 @@ from envs.config import check
 from envs.geometry import intrinsics_from_hfov, pose_to_matrix, wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Episode, Observation
 from models.types import Imagination, ImaginedVideo
-from planners.base import Plan, Timer, path_length_xz, start_pose
+from planners.base import Plan, path_length_xz, start_pose
 from planners.detect import Detector
 from planners.explore import ExplorePlanner, ExplorePlannerConfig
 from planners.occupancy import OCCUPIED
@@ -116,29 +116,22 @@ class ImaginePlanner(ExplorePlanner):
         self._route = None
 
     # ------------------------------------------------------------------------------- plan
-    def plan(self, obs: Observation, memory: Memory) -> Plan:
+    def _prepare(self, plan: Plan, obs: Observation, memory: Memory) -> None:
+        """Every replan_every plans (or when asked): imagine from here and add what it shows to the
+        belief. With no imagination nothing happens: frontier exploration, exactly."""
         self._plan_grid = None
-        if self.imagination is None:  # frontier exploration, exactly
-            return super().plan(obs, memory)
-        plan = Plan(imagined=False)
-        self._memory = memory
-        with Timer() as t:
-            self._path = None
-            self._remember(obs)
-            self._video, self._route = None, None
-            if self._map is not None and (self._imagine_now or self._since_imagine >= self.cfg.replan_every):
-                self._video = self._imagine(memory)
-                self._since_imagine, self._imagine_now = 0, False
-                if self._video is not None:
-                    plan.imagined = True
-                    plan.videos.append(self._video)
-                    self._add_hypotheses(self._video, obs)
-            self._since_imagine += 1
-            plan.actions, plan.note = self._decide(obs)
-            self._last = (obs.pose.position if obs.pose is not None else None, list(plan.actions))
-        plan.seconds = t.seconds
-        self._describe(plan, obs)
-        return plan
+        self._video, self._route = None, None
+        if self.imagination is None:
+            return
+        self._remember(obs)
+        if self._map is not None and (self._imagine_now or self._since_imagine >= self.cfg.replan_every):
+            self._video = self._imagine(memory)
+            self._since_imagine, self._imagine_now = 0, False
+            if self._video is not None:
+                plan.imagined = True
+                plan.videos.append(self._video)
+                self._add_hypotheses(self._video, obs)
+        self._since_imagine += 1
 
     def _describe(self, plan: Plan, obs: Observation) -> None:
         super()._describe(plan, obs)
