@@ -59,7 +59,7 @@ class ImaginePlannerConfig(ExplorePlannerConfig):
     goal_threshold: float = 0.3  # belief peak that becomes the goal
     absence_decay: float = 0.5  # belief kept where the agent looked and the detector did not fire
     view_range: float = 3.0  # metres of view that count as looked at
-    value_weight: float = 3.0  # metres of path a frontier's belief (normalised to the peak) is worth
+    value_weight: float = 3.0  # metres of path that belief at goal_threshold near a frontier is worth
     value_sigma: float = 1.5  # metres: how far from a frontier belief still counts as "near it"
     hypothesis_reach: float = 0.8  # drive to a navigable cell this close to the hypothesis
     execute_steps: int = 6  # actions of an imagined route executed before imagining again (no known way on the map)
@@ -305,7 +305,9 @@ class ImaginePlanner(ExplorePlanner):
             return super()._frontier(obs)
         smooth = ndimage.gaussian_filter(self.belief, self.cfg.value_sigma / self._map.cfg.resolution)
         iz, ix = self._map.cells_of(goals).T
-        value = self.cfg.value_weight * smooth[iz, ix] / max(float(smooth.max()), 1e-9) - dist
+        # belief counts in units of the goal threshold (capped at 1): weak hints tip the choice between
+        # frontiers at similar distances, a confident hypothesis is worth value_weight metres of path
+        value = self.cfg.value_weight * np.minimum(smooth[iz, ix] / self.cfg.goal_threshold, 1.0) - dist
         value[~ok] = -np.inf
         self._goal = goals[int(np.argmax(value))]
         return super()._frontier(obs)  # keeps heading for self._goal (the best-valued frontier)
