@@ -21,7 +21,7 @@ import numpy as np
 from envs.config import check
 from envs.geometry import apply_relative, pose_to_matrix, wrap_angle, yaw_towards
 from envs.types import Pose
-from models.factory import ModelConfig
+from models.factory import MODELS, ModelConfig
 from models.red_box import draw_red_box
 from models.types import ImaginedVideo, VideoContext
 from planners.base import PlannerError
@@ -338,3 +338,8 @@ class OraclePlanner(GroundingPlanner):
         if imagination is None:
             imagination = OracleImagination(env, cfg.height, cfg.width, cfg.num_frames, cfg.num_box_frames)
         super().__init__(cfg, env, imagination, seed=seed, detector=detector)
+
+
+# registered here too (planners.factory registers it by path for the config store), so building a
+# NoisyOracleConfig works wherever this module is imported first (the sweep's imagination evaluation)
+MODELS.register("oracle_noisy", noisy_oracle, NoisyOracleConfig)
