@@ -47,7 +47,7 @@ class SweepConfig:
     episodes: int = 40  # agent episodes per (setting, planner)
     seed: int = 0
     if_episodes: int = 16  # imagination-evaluator cases per setting
-    settings: str = "all"  # "all" or a comma list of DIAL names
+    settings: str | None = "all"  # "all", "none" (only shipped / explore) or a comma list of DIAL names
     planners: str = "imagine,grounding"
     shipped: bool = True  # also the shipped tiny model (model=tiny)
     explore: bool = True  # also frontier exploration without imagination (model=none)
@@ -65,6 +65,8 @@ class SweepConfig:
             raise SweepError(f"sweep planners must be imagine and/or grounding, got {badp}")
 
     def setting_names(self) -> list[str]:
+        if self.settings in (None, "", "none"):
+            return []
         return list(DIAL) if self.settings == "all" else [s.strip() for s in self.settings.split(",") if s.strip()]
 
     def planner_names(self) -> list[str]:
@@ -144,8 +146,9 @@ def measure_if(cfg: SweepConfig, setting: str) -> dict[str, Any]:
 
 
 def measure_agent(cfg: SweepConfig, setting: str, planner: str) -> dict[str, Any]:
-    from v4s_agent.eval import EvalError, compose_run_config
-    from v4s_agent.run import run_episodes
+    from planners.base import PlannerError
+    from v4s_agent.config import compose_run_config
+    from v4s_agent.run import SetupError, run_episodes
 
     if setting == EXPLORE:
         model = ["model=none"]
@@ -158,8 +161,8 @@ def measure_agent(cfg: SweepConfig, setting: str, planner: str) -> dict[str, Any
           f"output_dir={Path(cfg.out) / f'{setting}-{planner}'}"]
     try:
         outcome = run_episodes(compose_run_config(ov), record=False)
-    except ValueError as e:
-        raise EvalError(str(e)) from None
+    except (SetupError, PlannerError) as e:  # one line, as `eval agent` reports it
+        raise SweepError(str(e)) from None
     if outcome.interrupted:
         raise KeyboardInterrupt
     recs = outcome.records
@@ -244,14 +247,9 @@ def plot_sweep(rows: list[dict], summary: dict[str, Any], path: Path) -> None:
 
 def eval_sweep(argv: list[str]) -> dict[str, Any]:
     """Entry point of `python -m v4s_agent.eval sweep key=value ...`."""
-    from envs.config import parse_key_values
+    from envs.config import parse_overrides
 
-    try:
-        cfg = SweepConfig(**parse_key_values(SweepConfig, list(argv)))
-    except SweepError:
-        raise
-    except ValueError as e:
-        raise SweepError(f"{e} (eval sweep)") from None
+    cfg = parse_overrides(SweepConfig, list(argv))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "sweep.jsonl"
