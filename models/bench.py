@@ -77,6 +77,7 @@ def bench_generate(argv: list[str]) -> dict:
           f"{torch.get_num_threads()} threads", file=sys.stderr, flush=True)
 
     cpu: dict[bool, list[float]] = {True: [], False: []}
+    videos: dict[bool, np.ndarray] = {}
 
     def run(cache: bool) -> float:
         t, c = time.perf_counter(), time.process_time()
@@ -84,6 +85,7 @@ def bench_generate(argv: list[str]) -> dict:
                  use_context_cache=cache, max_context_frames=n_ctx)
         assert v.frames.shape[1] == frames
         cpu[cache].append(time.process_time() - c)
+        videos[cache] = v.frames
         return time.perf_counter() - t
 
     run(True)  # warm-up (allocations, text embedding cache)
@@ -96,6 +98,8 @@ def bench_generate(argv: list[str]) -> dict:
     a, b = statistics.median(with_cache), statistics.median(without)
     return {"seconds_per_rollout": round(a, 4), "seconds_per_rollout_no_cache": round(b, 4),
             "cache_speedup": round(b / a, 3),
+            # the speed-up is only worth having for the same video: max |cached - uncached| in 0-255 levels
+            "cache_video_max_abs_diff": int(np.abs(videos[True].astype(np.int16) - videos[False]).max()),
             # CPU seconds (all threads) are robust to other jobs on a shared machine; wall time is the contract
             "cpu_seconds_per_rollout": round(statistics.median(cpu[True][1:]), 4),
             "cpu_seconds_per_rollout_no_cache": round(statistics.median(cpu[False]), 4),

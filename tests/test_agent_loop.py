@@ -84,10 +84,16 @@ def test_ctrl_c_keeps_finished_episodes_and_resume_skips_them(tmp_path, monkeypa
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["num_steps"] <= 10
 
+    # a hard crash mid-write leaves a torn last line: it is dropped, nothing is glued onto it
+    with (tmp_path / "results.jsonl").open("a") as f:
+        f.write(lines[0][: len(lines[0]) // 2])
     monkeypatch.setattr(agent_mod, "run_episode", real)
     calls["n"] = 0
     out2 = run_episodes(small_cfg(tmp_path))
     assert not out2.interrupted and len(out2.records) == 2
+    text = (tmp_path / "results.jsonl").read_text()
+    assert text.endswith("\n") and len(text.splitlines()) == 2
+    assert [json.loads(x)["episode_id"] for x in text.splitlines()] == [r["episode_id"] for r in out2.records]
     done = read_done(tmp_path / "results.jsonl")
     assert len(done) == 2  # only the missing episode was run and appended
     assert json.loads(lines[0])["episode_id"] in done

@@ -144,16 +144,14 @@ def test_simulated_export_validates_and_is_consistent(sim_export):
     for r in recs:
         assert r["answer"] == r["metadata"]["gt_answer"] and r["source"] == "simulated"
         assert all((sim_export / p).is_file() for p in r["images"])
-    # D1's answer box is where the object really is in the endpoint render
+    # D1's answer is a proper box on the saved endpoint render
     import cv2
 
-    from envs.embedded.world import EmbeddedWorld
     d1 = next(r for r in recs if r["task"] == "D1")
     img = cv2.imread(str(sim_export / d1["images"][1]))
     assert img.shape == (128, 128, 3)
     b = [int(v) for v in d1["answer"].strip("[]").split(", ")]
     assert 0 <= b[0] < b[2] <= 1000 and 0 <= b[1] < b[3] <= 1000
-    assert EmbeddedWorld is not None
 
 
 def test_export_resumes_after_interruption(sim_export, tmp_path):

@@ -12,7 +12,7 @@ def test_bench_generate_reports_contract_keys():
         assert k in r
     assert (r["frames"], r["context_frames"], r["steps"]) == (4, 3, 2)
     assert r["seconds_per_rollout"] > 0 and r["seconds_per_rollout_no_cache"] > 0
-    assert r["cache_speedup"] == pytest.approx(r["seconds_per_rollout_no_cache"] / r["seconds_per_rollout"], rel=1e-2)
+    assert r["cache_video_max_abs_diff"] <= 2  # the cached sampler makes the same video (float rounding aside)
     with pytest.raises(ValueError, match="unknown key"):
         bench_generate(["stepz=2"])
 

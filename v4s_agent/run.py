@@ -89,6 +89,17 @@ def read_done(path: Path) -> dict[str, dict]:
     return done
 
 
+def drop_torn_tail(path: Path) -> None:
+    """Cut a last line left without its newline by a hard crash mid-write, so the next append starts
+    on a line of its own (that episode is simply run again)."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 @dataclass
 class RunOutcome:
     records: list[dict] = field(default_factory=list)  # all episodes of this run (resumed ones too)
@@ -130,6 +141,8 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
         except (PlannerError, ValueError) as e:
             raise SetupError(str(e)) from None
         out.mkdir(parents=True, exist_ok=True)  # only once the run can start
+        if cfg.resume:
+            drop_torn_tail(results)
         done = read_done(results) if cfg.resume else {}
         if not cfg.resume and results.exists():
             results.unlink()
