@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from envs.embedded.navgrid import NavGrid
+from envs.geometry import target_centred
 from envs.metrics import objectnav_metrics
+from envs.navgrid import NavGrid
 from envs.types import Box2D
-from models.types import draw_red_box
+from models.red_box import detect_red_box, detect_red_box_frame, draw_red_box
 from planners.base import is_centred
-from planners.readback.box import detect_red_box, detect_red_box_frame
-from planners.readback.target import target_centred
 
 
 def _box_at(cx: float, cy: float, w: float, h: float) -> Box2D:
@@ -50,7 +49,7 @@ def test_if_criterion_is_half_gamma_of_the_box():
 def test_eval_uses_the_papers_gamma():
     """The evaluator's IF threshold is the paper's gamma = 0.6: a box 7 px off-centre with a 20 px
     width is not centred (gamma 0.8 would accept up to 8 px)."""
-    from models.evaluate import ImaginationEvalConfig
+    from v4s_agent.eval_imagination import ImaginationEvalConfig
 
     g = ImaginationEvalConfig().gamma
     assert g == 0.6
@@ -139,9 +138,10 @@ def test_training_and_sampling_build_the_same_conditioning():
     """One navigation clip through the trainer's batch builder and through the sampler: identical
     RoPE positions, context latents and camera maps, and the same timestep convention (t = 1000·σ,
     x_t = (1 − σ)·x0 + σ·noise)."""
+    from synthetic_clips import make_clip
+
     from models.conditioning import waypoints_to_c2w
     from models.pipeline import tiny_pipeline
-    from models.testing import make_clip
     from models.train import ClipEncoder, TrainConfig, _shift, flow_loss, make_batch, sample_sigmas
     from models.types import VideoContext
 

@@ -20,8 +20,8 @@ PSNR_FLOOR = 17.41 - 1.0
 
 
 def test_shipped_checkpoint_quality_floor():
-    from models.evaluate import ImaginationEvalConfig, evaluate
     from models.pipeline import DEFAULT_CHECKPOINT, load_default_pipeline
+    from v4s_agent.eval_imagination import ImaginationEvalConfig, evaluate
 
     if not (DEFAULT_CHECKPOINT / "model_index.json").exists():
         pytest.fail(f"the shipped checkpoint is missing at {DEFAULT_CHECKPOINT}")
