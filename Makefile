@@ -8,7 +8,7 @@ export MUJOCO_GL ?= egl
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test bench eval clean
+.PHONY: setup run test bench eval mutation clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -32,5 +32,10 @@ bench: setup
 	$(BIN)/python -m v4s_agent.bench sim
 	$(BIN)/python -m v4s_agent.bench generate
 
+# mutation testing of the core decision modules ([tool.mutmut] in pyproject.toml): slow, not in CI
+mutation: setup
+	nice -n 5 $(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache mutants
