@@ -359,7 +359,7 @@ class ImaginePlanner(ExplorePlanner):
         loop: the imagination has seen a way the map does not know yet), cut where the depth says the
         body would hit something; the next plan imagines again from where they end. [] when this plan
         imagined no such route."""
-        from planners.base import free_prefix, path_actions
+        from planners.control import free_prefix, path_actions
 
         if self._video is None or self._route is None:
             return []

@@ -45,6 +45,7 @@ def test_imagine_with_a_perfect_imagination_reaches_the_goal(env, episode):
     planner = make_planner(ImaginePlannerConfig(), env, _noisy(env, p_wrong=0.0), seed=0)
     res = run_episode(env, planner, episode, max_steps=90, look_around=True)
     assert res.stopped and res.metrics.success == 1.0, (res.metrics, res.trace.notes[-8:])
+    assert res.planner_errors == 0, [n for n in res.trace.notes if "planner error" in n][:2]
     assert any(p.imagined for _, p in res.trace.plans)
     assert any("imagined target" in n for n in res.trace.notes)  # the belief, not luck, led it there
 
