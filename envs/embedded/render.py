@@ -37,6 +37,7 @@ def _egl_get_current():
 
 
 _egl_current = _egl_get_current() if os.environ.get("MUJOCO_GL", "egl").lower() == "egl" else None
+_INHERITED_GL: list = []  # GL objects a forked child inherited from its parent (see GLRenderer._orphan)
 
 
 class GLRenderer:
@@ -44,8 +45,10 @@ class GLRenderer:
 
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = int(width), int(height)
+        self._pid = os.getpid()  # the GL objects below belong to this process (see _ensure_current)
         self._gl = create_context(self.width, self.height)
         self._con: mujoco.MjrContext | None = None
+        self._ctx_addr = None
         self.model: mujoco.MjModel | None = None
         self._rect = mujoco.MjrRect(0, 0, self.width, self.height)
         self._rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
@@ -53,15 +56,13 @@ class GLRenderer:
         self._seg = np.empty((self.height, self.width, 3), dtype=np.uint8)
 
     def set_model(self, model: mujoco.MjModel, geom_instance: np.ndarray) -> None:
-        self._gl.make_current()
+        self._ensure_current()
         if self._con is not None:
             self._con.free()
         self.model = model
         self.data = mujoco.MjData(model)
         mujoco.mj_forward(model, self.data)  # geom poses (static) for the scene and for mj_ray
-        self._con = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150.value)
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._con)
-        self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
+        self._make_mjr_context()
         self.cam = mujoco.MjvCamera()
         self.cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
         self.cam.fixedcamid = 0
@@ -97,6 +98,12 @@ class GLRenderer:
         d = -(np.float32(2) * zfar * znear) / (zfar - znear)
         self._c = float(np.float32(-0.5) * c - np.float32(0.5))
         self._d = float(np.float32(-0.5) * d)
+
+    def _make_mjr_context(self) -> None:
+        """Upload the model to the (current) GL context: textures, meshes, offscreen buffer."""
+        self._con = mujoco.MjrContext(self.model, mujoco.mjtFontScale.mjFONTSCALE_150.value)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN.value, self._con)
+        self._con.readDepthMap = mujoco.mjtDepthMap.mjDEPTH_ZEROFAR
         self._ctx_addr = None
         ctx = getattr(self._gl, "_context", None)
         if ctx is not None and _egl_current is not None:
@@ -113,10 +120,28 @@ class GLRenderer:
 
     def _ensure_current(self) -> None:
         """make_current only when another context (ours or anyone's) is current: asking EGL
-        (through ctypes, ~0.2 us) is cheaper than eglMakeCurrent on every frame."""
+        (through ctypes, ~0.2 us) is cheaper than eglMakeCurrent on every frame. In a forked
+        child, first build this process's own context (the parent's is never used here)."""
+        if self._pid != os.getpid():
+            self._adopt()
         if self._ctx_addr is not None and _egl_current() == self._ctx_addr:
             return
         self._gl.make_current()
+
+    def _adopt(self) -> None:
+        """Forked child: leave the parent's GL objects alone and make fresh ones for this process."""
+        self._orphan()
+        self._pid = os.getpid()
+        self._gl = create_context(self.width, self.height)  # one clear error if this process cannot have one
+        if self.model is not None:
+            self._make_mjr_context()
+
+    def _orphan(self) -> None:
+        """Keep the parent's context objects referenced forever: their destructors would run the
+        driver's teardown here, on state whose worker threads (if any) live only in the parent."""
+        _INHERITED_GL.append((self._gl, self._con))
+        self._gl = self._con = None
+        self._ctx_addr = None
 
     def _set_camera(self, pose: Pose) -> None:
         # yaw about +Y then pitch about camera +X (envs.geometry.pose_rotation), then Habitat ->
@@ -164,6 +189,9 @@ class GLRenderer:
         return rgb, dep, sem
 
     def close(self) -> None:
+        if self._pid != os.getpid():  # a forked copy of the parent's renderer: not ours to free
+            self._orphan()
+            return
         if self._con is not None:
             try:
                 self._gl.make_current()
