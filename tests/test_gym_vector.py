@@ -6,6 +6,7 @@ Scenarios run in a subprocess of their own process group with a timeout, so a ha
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -123,3 +124,28 @@ def test_sb3_ppo_on_subproc_vec_env_after_an_eval_env():
     r = _run(code, env={"LP_NUM_THREADS": None})
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "256 True True", r.stdout
+
+
+def test_bench_vector_contract():
+    """`bench vector` reports one env and N envs sync/async side by side, headline = async 2 / one env
+    (speed targets are measured by the bench, not here); a bad option is one line and exit 2."""
+    code = """
+        import sys
+        from v4s_agent.bench import main
+        sys.exit(main(["vector", "num_envs=2", "steps=4", "rounds=2", "width=16", "height=16", "obs_keys=rgb"]))
+    """
+    r = _run(code, env={"LP_NUM_THREADS": None})
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(out["results"]) == {"single", "sync_2", "async_2"} and out["headline"].startswith("async_2")
+    single, async2 = out["results"]["single"], out["results"]["async_2"]
+    assert out["ratio"] == pytest.approx(async2["env_steps_per_s"] / single["env_steps_per_s"], abs=2e-3)
+    assert async2["cpu_ms_per_env_step"] > async2["parent_cpu_ms_per_env_step"] >= 0  # the workers' CPU is counted
+    prof = out["single_step_profile"]
+    assert 0 < prof["raw_render_cpu_ms"] and prof["rest_of_step_cpu_ms"] == pytest.approx(
+        prof["step_cpu_ms"] - prof["raw_render_cpu_ms"], abs=2e-3)
+    assert len(out["load_avg_start"]) == 3 and out["obs_keys"] == ["rgb"]
+    bad = subprocess.run([sys.executable, "-m", "v4s_agent.bench", "vector", "num_envs=0"], capture_output=True,
+                         text=True, cwd=REPO, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.strip().splitlines()) == 1
+    assert "num_envs" in bad.stderr

@@ -1,4 +1,4 @@
-"""Benchmarks (`python -m v4s_agent.bench sim|generate|train [key=value ...]`).
+"""Benchmarks (`python -m v4s_agent.bench sim|vector|generate|train|habitat [key=value ...]`).
 
 Each prints progress on stderr and ends with ONE JSON line on stdout (the command contract of every measurement).
 Speed targets live here, never in timed tests: ratios are measured side by side in one run.
@@ -11,6 +11,7 @@ import sys
 
 BENCHES = {
     "sim": "envs.embedded.bench:bench_sim",
+    "vector": "envs.embedded.bench:bench_vector",
     "generate": "models.bench:bench_generate",
     "train": "models.bench:bench_train",
     "habitat": "envs.habitat.bench:bench_habitat",
