@@ -141,6 +141,9 @@ def test_bench_vector_contract():
     single, async2 = out["results"]["single"], out["results"]["async_2"]
     assert out["ratio"] == pytest.approx(async2["env_steps_per_s"] / single["env_steps_per_s"], abs=2e-3)
     assert async2["cpu_ms_per_env_step"] > async2["parent_cpu_ms_per_env_step"] >= 0  # the workers' CPU is counted
+    assert set(out["cpu_bound_ratios"]) == set(out["ratios"]) == {"sync_2", "async_2"}
+    assert out["cpu_bound_ratios"]["async_2"] == pytest.approx(  # 2 processes on >= 2 cores at their CPU cost
+        min(2, out["cpu_count"]) * single["cpu_ms_per_env_step"] / async2["cpu_ms_per_env_step"], abs=2e-3)
     prof = out["single_step_profile"]
     assert 0 < prof["raw_render_cpu_ms"] and prof["rest_of_step_cpu_ms"] == pytest.approx(
         prof["step_cpu_ms"] - prof["raw_render_cpu_ms"], abs=2e-3)
