@@ -131,8 +131,8 @@ class GLRenderer:
     def _adopt(self) -> None:
         """Forked child: leave the parent's GL objects alone and make fresh ones for this process."""
         self._orphan()
-        self._pid = os.getpid()
         self._gl = create_context(self.width, self.height)  # one clear error if this process cannot have one
+        self._pid = os.getpid()
         if self.model is not None:
             self._make_mjr_context()
 
