@@ -50,8 +50,9 @@ VECTOR_AFTER_PARENT_RENDERED = f"""
 """
 
 
-def _run(code: str, *args: str, env: dict | None = None, timeout: float = 150) -> subprocess.CompletedProcess:
-    """Run `code` with `env` overrides (None removes a variable); fail, killing its workers, if it hangs."""
+def _run(code: str, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `code` with `env` overrides (None removes a variable); fail, killing its workers, if it hangs.
+    The timeout is generous (seconds on an idle machine) so that a loaded CI box does not read as a hang."""
     full = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
     full = {k: v for k, v in full.items() if v is not None}
     p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdout=subprocess.PIPE,
