@@ -30,13 +30,14 @@ Frames are rendered at `render_size` (the agent's 128²) and INTER_AREA-resized 
 the model trains on exactly what `Memory.select_context(size=...)` feeds it. Every clip is a pure
 function of (seed, scene seed, station index): shards are reproducible whatever the worker count.
 
-CLI: `python -m models.data out=DIR split=train scenes=N clips_per_scene=K num_workers=2 seed=0`.
+CLI: `python -m models.data out=DIR split=train scenes=N clips_per_scene=K num_workers=2 seed=0`; add
+`executor=ray [ray_address=auto]` for one Ray task per shard (models/executor.py): the same shard files,
+byte for byte, whatever the executor or worker count.
 """
 from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -73,6 +74,8 @@ class ClipGenConfig:
     clips_per_scene: int = 16
     modes: str = "both"  # both (grounding and navigation alternate, sharing stations) | grounding | navigation
     num_workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    executor: str = "local"  # local (process pool) | ray (one Ray task per shard; pip install "v4s-agent[ray]")
+    ray_address: str = ""  # executor=ray: "" starts a local Ray with num_workers CPUs; "auto" joins a running cluster
     seed: int = 0
     size: int = 64  # model resolution
     render_size: int = 128  # the agent's camera resolution; frames are INTER_AREA-resized to `size`
@@ -99,7 +102,10 @@ class ClipGenConfig:
         def bad(name: str, why: str) -> ValueError:
             return ValueError(f"ClipGenConfig.{name}={getattr(self, name)!r} is invalid: {why}")
 
+        from models.executor import check_executor
+
         split_seeds(self.split)  # raises a clear error for an unknown split
+        check_executor(self.executor, self.num_workers)
         for name in ("scenes", "clips_per_scene", "num_workers", "path_frames", "nav_frames", "shard_clips",
                      "context_frames", "min_context_frames", "max_tries", "size", "render_size"):
             v = getattr(self, name)
@@ -527,7 +533,9 @@ def _worker_world(cfg: ClipGenConfig, first_scene: int) -> Any:
 
 
 def _run_task(args: tuple[dict, list[int], str]) -> dict:
+    """One shard: render the clips of its scenes and write them (runs in a worker process or Ray task)."""
     cfg_d, scene_seeds, shard_path = args
+    os.environ.setdefault("MUJOCO_GL", "egl")
     cfg = ClipGenConfig(**cfg_d)
     from models.clipstore import write_shard
 
@@ -548,44 +556,33 @@ def _run_task(args: tuple[dict, list[int], str]) -> dict:
 
 def generate(cfg: ClipGenConfig, progress: bool = True) -> dict:
     """Write the shards of `cfg` (skipping shards already on disk, so an interrupted run resumes) and
-    a manifest.json; returns the manifest."""
-    from tqdm import tqdm
+    a manifest.json; returns the manifest. A shard whose task fails twice is listed under `failed`
+    (by shard name) while the others finish."""
+    from models.executor import run_tasks
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = split_seeds(cfg.split)[cfg.scene_offset : cfg.scene_offset + cfg.scenes]
     per_shard = max(1, cfg.shard_clips // cfg.clips_per_scene)
-    tasks = []
+    tasks = {}
     for i in range(0, len(seeds), per_shard):
         group = seeds[i : i + per_shard]
         path = out / f"{cfg.split}-{group[0]:06d}-{group[-1]:06d}"
         if path.with_suffix(".json").exists() and path.with_suffix(".safetensors").exists():
             continue
-        tasks.append((asdict(cfg), group, str(path)))
+        tasks[path.name] = (asdict(cfg), group, str(path))
     t0 = time.perf_counter()
-    results = []
-    bar = tqdm(total=len(tasks), desc=f"shards {cfg.split}", disable=not progress, file=sys.stderr)
-    if cfg.num_workers == 1 or len(tasks) <= 1:
-        for t in tasks:
-            results.append(_run_task(t))
-            bar.update()
-    else:
-        ctx = mp.get_context("spawn")  # one GL context per fresh process
-        with ctx.Pool(min(cfg.num_workers, len(tasks))) as pool:
-            for r in pool.imap_unordered(_run_task, tasks):
-                results.append(r)
-                bar.update()
-                bar.set_postfix(clips=sum(x["clips"] for x in results))
-    bar.close()
+    done, failed = run_tasks(_run_task, tasks, executor=cfg.executor, num_workers=cfg.num_workers,
+                             ray_address=cfg.ray_address, desc=f"shards {cfg.split}", progress=progress)
+    results = list(done.values())
     manifest_path = out / "manifest.json"
     old = json.loads(manifest_path.read_text()).get("shards", []) if manifest_path.exists() else []
-    done = {r["shard"] for r in results}
     shards = sorted([r for r in old if r["shard"] not in done] + results, key=lambda r: r["shard"])
     manifest = {
         "config": asdict(cfg), "shards": shards,
         "clips": sum(r["clips"] for r in shards), "grounding": sum(r.get("grounding", 0) for r in shards),
         "navigation": sum(r.get("navigation", 0) for r in shards), "rejected": sum(r["rejected"] for r in shards),
-        "seconds_this_run": time.perf_counter() - t0,
+        "failed": {f.id: f.error for f in failed}, "seconds_this_run": time.perf_counter() - t0,
     }
     manifest_path.write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -599,9 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    m = generate(cfg)
-    print(json.dumps({k: m[k] for k in ("clips", "grounding", "navigation", "rejected", "seconds_this_run")}))
-    return 0
+    try:
+        m = generate(cfg)
+    except ValueError as e:  # ExecutorError: Ray missing or unreachable
+        print(f"models.data: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: m[k] for k in ("clips", "grounding", "navigation", "rejected", "failed", "seconds_this_run")}))
+    return 1 if m["failed"] else 0
 
 
 if __name__ == "__main__":

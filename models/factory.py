@@ -1,7 +1,8 @@
 """Model registry + factory: `make_imagination(cfg)` loads the imagination named by `model=`.
 
 `tiny`: the shipped checkpoint; `random`: a random-init tiny pipeline (tests, wiring checks); `none`:
-planners that never imagine (explore; the oracle renders its own). Add one with
+planners that never imagine (explore; the oracle renders its own); `remote`: an imagination server
+(`python -m v4s_agent.serve`, client in models/remote.py). Add one with
 `MODELS.register(name, loader, config_cls)`, where loader(cfg) returns an `Imagination` (models.types).
 """
 from __future__ import annotations
@@ -84,6 +85,7 @@ MODELS = Registry("model", key="model")
 MODELS.register("tiny", load_checkpoint, ModelConfig)
 MODELS.register("random", random_pipeline, ModelConfig)
 MODELS.register("none", no_imagination, ModelConfig)
+MODELS.register("remote", "models.remote.load_remote", "models.remote.RemoteModelConfig")  # python -m v4s_agent.serve
 
 
 def make_imagination(model: ModelConfig) -> Any:

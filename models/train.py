@@ -228,29 +228,43 @@ class ClipEncoder:
 
 
 def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[int], cfg: TrainConfig,
-               rng: np.random.Generator, dropout: bool = True) -> dict[str, torch.Tensor | int]:
-    """Sample context subsets, apply CFG dropout, build positions/cameras/text for one batch."""
-    clips = [encoder(int(i)) for i in indices]
-    n = min([cfg.max_context_frames] + [c.ctx.shape[1] for c in clips])
+               rng: np.random.Generator, dropout: bool = True, lengths: list[int] | None = None,
+               rows: slice | None = None) -> dict[str, torch.Tensor | int]:
+    """Sample context subsets, apply CFG dropout, build positions/cameras/text for one batch.
+
+    `indices` is the global batch. Under several processes each one draws the random choices of
+    every sample in the same order (`lengths`: context latent frames of each sample, gathered from
+    all processes) but builds only its own `rows`, so training is the same whatever the process count."""
+    keep = range(len(indices))[rows or slice(None)]
+    clips = {j: encoder(int(indices[j])) for j in keep}
+    lengths = [clips[j].ctx.shape[1] for j in range(len(indices))] if lengths is None else lengths
+    n = min([cfg.max_context_frames, *lengths])
     group = cfg.context_group or (pipe.codec.temporal_factor if not isinstance(pipe.codec, TinyAutoencoder) else 1)
-    fl = clips[0].tgt.shape[1]
+    first = clips[keep[0]]
+    fl = first.tgt.shape[1]
     tf = pipe.codec.temporal_factor
     ctxs, tgts, cams, prompts, positions = [], [], [], [], []
-    for c in clips:
-        pick = sample_context_groups(c.ctx.shape[1], n, group, rng)
-        ctx = c.ctx[:, pick].float()
-        cam = c.camera if c.camera is not None else pipe.camera_for(None, pipe.settings.num_frames)
-        prompt = c.prompt
+    for j in range(len(indices)):
+        pick = sample_context_groups(lengths[j], n, group, rng)
+        drop_text = drop_ctx = False
+        noise_ctx = None
         if dropout:
             r = rng.random()
             drop_text = r < cfg.p_drop_joint + cfg.p_drop_text
             drop_ctx = r < cfg.p_drop_joint or cfg.p_drop_joint + cfg.p_drop_text <= r < (
                 cfg.p_drop_joint + cfg.p_drop_text + cfg.p_drop_context)
-            if drop_text:
-                prompt = ""
-                cam = None if cam is None else torch.zeros_like(cam)
             if drop_ctx:
-                ctx = torch.from_numpy(rng.standard_normal(ctx.shape).astype(np.float32))
+                c0, _, h, w = first.ctx.shape
+                noise_ctx = torch.from_numpy(rng.standard_normal((c0, len(pick), h, w)).astype(np.float32))
+        if j not in clips:  # another process's row: its draws are made, its tensors are not
+            continue
+        c = clips[j]
+        ctx = c.ctx[:, pick].float() if noise_ctx is None else noise_ctx
+        cam = c.camera if c.camera is not None else pipe.camera_for(None, pipe.settings.num_frames)
+        prompt = c.prompt
+        if drop_text:
+            prompt = ""
+            cam = None if cam is None else torch.zeros_like(cam)
         cp, tp = rope_positions(c.ctx_idx[pick], fl, tf, pipe.settings.rope_gap)
         ctxs.append(ctx)
         tgts.append(c.tgt.float())
@@ -271,11 +285,14 @@ def sample_sigmas(batch_size: int, shift: float, generator: torch.Generator) -> 
     return shift * u / (1 + (shift - 1) * u)
 
 
-def flow_loss(transformer, batch: dict, generator: torch.Generator, shift: float, device) -> torch.Tensor:
-    """MSE between predicted and true velocity (noise − x0) on the target latents only."""
+def flow_loss(transformer, batch: dict, generator: torch.Generator, shift: float, device, rows: slice | None = None,
+              total: int | None = None) -> torch.Tensor:
+    """MSE between predicted and true velocity (noise − x0) on the target latents only. Noise and σ are
+    drawn for the `total` samples of the global batch and this process keeps its `rows` (see make_batch)."""
     x0 = batch["x0"].to(device)
-    noise = torch.randn(x0.shape, generator=generator).to(device)
-    sigma = sample_sigmas(x0.shape[0], shift, generator).to(device)
+    shape = (total or x0.shape[0], *x0.shape[1:])
+    noise = torch.randn(shape, generator=generator)[rows or slice(None)].to(device)
+    sigma = sample_sigmas(shape[0], shift, generator)[rows or slice(None)].to(device)
     s = sigma.view(-1, 1, 1, 1, 1)
     xt = (1 - s) * x0 + s * noise
     hidden = torch.cat([batch["ctx"].to(device), xt], dim=2)
@@ -398,15 +415,30 @@ def _cooldown(cfg: TrainConfig, step: int) -> float:
     return max(0.0, (cfg.lr_decay_to - step) / max(1, cfg.lr_decay_to - cfg.lr_decay_from))
 
 
+def global_batch(acc: Any, encoder: ClipEncoder, local: list[int]) -> tuple[list[int], list[int] | None, slice | None]:
+    """(indices of the global batch, their context lengths, this process's rows) from this process's
+    slice; one process: (local, None, None)."""
+    if acc.num_processes == 1:
+        return local, None, None
+    mine = torch.tensor([[i, encoder(i).ctx.shape[1]] for i in local], dtype=torch.int64, device=acc.device)
+    everyone = acc.gather(mine).cpu()  # rank order = row order of the split batch
+    start = acc.process_index * len(local)
+    return everyone[:, 0].tolist(), everyone[:, 1].tolist(), slice(start, start + len(local))
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run training; returns a summary (final loss, steps, export path)."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
     from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision)
+    # batch_size is the global batch: each process takes its slice of every loader batch (split_batches)
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, dataloader_config=DataLoaderConfiguration(split_batches=True))
+    if cfg.batch_size % acc.num_processes:
+        raise ValueError(f"batch_size={cfg.batch_size} is the global batch: make it a multiple of the "
+                         f"{acc.num_processes} processes")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = ClipDataset(cfg.data, cfg.mode)
@@ -430,8 +462,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model, optimizer, loader, lr_scheduler = acc.prepare(model, optimizer, loader, lr_scheduler)
     encoder = ClipEncoder(pipe, dataset)
     val_encoder = ClipEncoder(pipe, ClipDataset(cfg.val_data, cfg.mode)) if cfg.val_data else None
-    np_rng = np.random.default_rng(cfg.seed + acc.process_index)
-    gen = torch.Generator().manual_seed(cfg.seed + 1000 * acc.process_index)
+    np_rng = np.random.default_rng(cfg.seed)  # the same on every process: each draws the whole global batch
+    gen = torch.Generator().manual_seed(cfg.seed)
     step = 0
     last = latest_checkpoint(out) if cfg.resume else None
     if last is not None:
@@ -446,9 +478,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         for idx in loader:
             if step >= cfg.steps:
                 break
-            batch = make_batch(pipe, encoder, [int(i) for i in idx], cfg, np_rng)
+            indices, lengths, rows = global_batch(acc, encoder, [int(i) for i in idx])
+            batch = make_batch(pipe, encoder, indices, cfg, np_rng, lengths=lengths, rows=rows)
             with acc.accumulate(model):
-                loss = flow_loss(model, batch, gen, shift, acc.device)
+                loss = flow_loss(model, batch, gen, shift, acc.device, rows=rows, total=len(indices))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at step {step}: lower lr= or check the data")
                 acc.backward(loss)

@@ -1,6 +1,7 @@
 """`python -m v4s_agent.eval SUBCOMMAND [key=value ...]` — measurements with one JSON line on stdout.
 
   agent         planner=NAME split=test episodes=N [seed=S model=... env=...]
+                [executor=local|ray num_workers=N ray_address=auto]  (one task per episode; models/executor.py)
                 -> success, spl, soft_spl, distance_to_goal, seconds_per_plan, episodes
   imagination   split=test episodes=N  (v4s_agent/eval_imagination.py: eval_imagination(argv) -> dict)
   sweep         split=test episodes=40 settings=all planners=imagine,grounding out=outputs/sweep
@@ -35,12 +36,31 @@ class EvalError(ValueError):
     pass
 
 
+def split_executor_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Pull executor=, num_workers=, ray_address= out of `argv` -> ({} for the one-process loop, rest)."""
+    from models.executor import check_executor
+
+    keys = {"executor": "local", "num_workers": "1", "ray_address": ""}
+    given = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in argv if o.split("=", 1)[0] in keys}
+    rest = [o for o in argv if o.split("=", 1)[0] not in keys]
+    if not given:
+        return {}, rest
+    opts = {**keys, **given}
+    try:
+        workers = int(opts["num_workers"])
+    except ValueError:
+        raise EvalError(f"num_workers={opts['num_workers']!r} must be a positive int") from None
+    check_executor(opts["executor"], workers)
+    return {"executor": opts["executor"], "num_workers": workers, "ray_address": opts["ray_address"]}, rest
+
+
 def eval_agent(argv: list[str]) -> dict[str, Any]:
     """Run the agent on `episodes` test episodes; summary dict with the `eval agent` keys."""
     from planners.base import PlannerError
     from v4s_agent.config import ConfigError, compose_run_config
     from v4s_agent.run import SetupError, run_episodes, summarize
 
+    fanout, argv = split_executor_args(argv)
     names = {o.split("=", 1)[0] for o in argv}
     defaults = ["rerun=false", "gif=false", "resume=false"]
     if "run_name" not in names:
@@ -49,7 +69,12 @@ def eval_agent(argv: list[str]) -> dict[str, Any]:
         defaults.append(f"run_name=eval-{planner}-{split}")
     cfg = compose_run_config(defaults + list(argv))
     try:
-        outcome = run_episodes(cfg, record=cfg.rerun or cfg.gif)
+        if fanout:
+            from v4s_agent.episode_tasks import run_episodes_as_tasks
+
+            outcome = run_episodes_as_tasks(cfg, **fanout)
+        else:
+            outcome = run_episodes(cfg, record=cfg.rerun or cfg.gif)
     except (SetupError, ConfigError, PlannerError) as e:
         raise EvalError(str(e)) from None
     out = summarize(outcome.records)

@@ -99,9 +99,19 @@ class ImaginationEvalConfig:
     # navigation PSNR/SSIM over target frames 1..nav_horizon (0 = all of them): set it to compare models
     # that generate clips of different lengths on a common horizon (later frames are harder to predict)
     nav_horizon: int = 0
+    results: str = ""  # append one JSON line per episode here (a rerun skips the episodes already in it)
+    executor: str = "local"  # local | ray: one task per episode (models/executor.py)
+    num_workers: int = 1
+    ray_address: str = ""  # executor=ray: "" starts a local Ray, "auto" joins a running cluster
+    # torch CPU threads per case (0 = leave as is; Ray tasks start with 1). Bitwise-identical model output
+    # needs the same count everywhere: torch's CPU kernels may sum in another order with more threads
+    threads: int = 0
 
     def __post_init__(self) -> None:
         from envs.splits import split_seeds
+        from models.executor import check_executor
+
+        check_executor(self.executor, self.num_workers)
 
         try:
             split_seeds(self.split)
@@ -437,47 +447,118 @@ def _load_pipeline(cfg: ImaginationEvalConfig) -> Any:
         raise _error(str(e)) from None
 
 
-def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run the evaluation; returns the summary dict (see module docstring for every key)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    from tqdm import tqdm
+def _plain(v: Any) -> Any:
+    """JSON-ready metric values (numpy scalars and lists of them)."""
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return bool(v) if isinstance(v, bool | np.bool_) else float(v)
 
+
+def case_record(ev: Evaluator, methods: list[str], episode: Any, k: int) -> dict[str, Any]:
+    """One episode's results.jsonl line: every method's metrics on its case (or `skipped`)."""
+    cfg = ev.cfg
+    case = ev.make_case(episode, k)
+    rec: dict[str, Any] = {"episode_id": episode.episode_id, "index": k}
+    if case is None:
+        return {**rec, "skipped": True}
+    rec.update(scene_seed=int(case.scene_seed), category=case.category, target_in_context=bool(case.target_in_context),
+               methods={})
+    for m in methods:
+        vids = ev.generate(m, case, "grounding")
+        r = ev.score_grounding(vids[0], case)
+        if m == "model" and cfg.samples > 1:
+            rec["IF_any"] = float(r["IF"] or any(ev.score_grounding(v, case)["IF"] for v in vids[1:]))
+        if cfg.navigation:
+            r.update(ev.score_navigation(ev.generate(m, case, "navigation")[0], case))
+        rec["methods"][m] = {key: _plain(v) for key, v in r.items()}
+    return rec
+
+
+_WORKER: dict[str, Any] = {}  # per worker process: the config key and its (world, evaluator)
+
+
+def _worker_evaluator(cfg: ImaginationEvalConfig, pipe: Any | None = None) -> Evaluator:
+    """The evaluator for `cfg` in this process, built once (with `pipe`, else the one cfg names)."""
     from envs.embedded.config import WorldConfig
     from envs.embedded.task import make_episodes
     from envs.embedded.world import EmbeddedWorld
 
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    key = repr(cfg)
+    if _WORKER.get("key") != key or (pipe is not None and _WORKER["ev"].pipe is not pipe):
+        close_worker()
+        pipe = pipe if pipe is not None else _load_pipeline(cfg)
+        first = make_episodes(cfg.split, 1, seed=cfg.seed)[0].scene_seed
+        world = EmbeddedWorld(WorldConfig(width=cfg.render_size, height=cfg.render_size,
+                                          hfov_deg=float(pipe.settings.hfov_deg)), scene_seed=first)
+        _WORKER.update(key=key, world=world, ev=Evaluator(cfg, pipe, world))
+    return _WORKER["ev"]
+
+
+def close_worker() -> None:
+    if "world" in _WORKER:
+        _WORKER.pop("world").close()
+    _WORKER.clear()
+
+
+def case_task(args: tuple[ImaginationEvalConfig, int, Any]) -> dict[str, Any]:
+    """One episode as an executor task (models/executor.py)."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    cfg, k, episode = args
+    ev = _worker_evaluator(cfg)
+    return case_record(ev, ["model"] + cfg.baseline_list(), episode, k)
+
+
+def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the evaluation; returns the summary dict (see module docstring for every key). Cases run
+    here or, with `executor=ray` / `num_workers > 1`, one task per episode; with `results=PATH` each
+    case's line is appended as it finishes and a rerun skips the episodes already there."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import json
+
+    from envs.embedded.task import make_episodes
+    from models.executor import run_tasks
+
     t0 = time.perf_counter()
-    pipe = pipe if pipe is not None else _load_pipeline(cfg)
     episodes = make_episodes(cfg.split, cfg.episodes, seed=cfg.seed)
-    world = EmbeddedWorld(WorldConfig(width=cfg.render_size, height=cfg.render_size, hfov_deg=float(pipe.settings.hfov_deg)),
-                          scene_seed=episodes[0].scene_seed)
-    ev = Evaluator(cfg, pipe, world)
     methods = ["model"] + cfg.baseline_list()
-    per: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
-    any_if: list[float] = []
-    seen, skipped = [], 0
-    try:
-        for k, ep in enumerate(tqdm(episodes, desc="imagination eval", file=sys.stderr, disable=not progress)):
-            case = ev.make_case(ep, k)
-            if case is None:
-                skipped += 1
-                continue
-            seen.append(float(case.target_in_context))
-            for m in methods:
-                vids = ev.generate(m, case, "grounding")
-                r = ev.score_grounding(vids[0], case)
-                if m == "model" and cfg.samples > 1:
-                    any_if.append(float(r["IF"] or any(ev.score_grounding(v, case)["IF"] for v in vids[1:])))
-                if cfg.navigation:
-                    r.update(ev.score_navigation(ev.generate(m, case, "navigation")[0], case))
-                per[m].append(r)
-            if progress:
-                print(f"case {k} scene {case.scene_seed} {case.category}: "
-                      + " | ".join(f"{m} IF {per[m][-1]['IF']:.0f} box {per[m][-1]['IF_box']:.0f} SD {per[m][-1]['SD']:.2f}"
-                                   + (f" psnr {per[m][-1]['psnr']:.1f}" if cfg.navigation else "") for m in methods),
-                      file=sys.stderr, flush=True)
-    finally:
-        world.close()
+    path = Path(cfg.results) if cfg.results else None
+    done: dict[str, dict] = {}
+    if path is not None and path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                done[rec["episode_id"]] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a torn last line
+    ev = _worker_evaluator(cfg, pipe)  # here too: the summary reports its settings; in-process cases reuse it
+
+    def append(_: str, rec: dict) -> None:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+        if progress and not rec.get("skipped"):
+            r = rec["methods"]
+            print(f"case {rec['index']} scene {rec['scene_seed']} {rec['category']}: "
+                  + " | ".join(f"{m} IF {r[m]['IF']:.0f} box {r[m]['IF_box']:.0f} SD {r[m]['SD']:.2f}"
+                               + (f" psnr {r[m]['psnr']:.1f}" if cfg.navigation else "") for m in methods),
+                  file=sys.stderr, flush=True)
+
+    todo = {ep.episode_id: (cfg, k, ep) for k, ep in enumerate(episodes) if ep.episode_id not in done}
+    new, failed = run_tasks(case_task, todo, executor=cfg.executor, num_workers=cfg.num_workers,
+                            ray_address=cfg.ray_address, desc="imagination eval", progress=progress,
+                            on_result=append)
+    records = [done.get(ep.episode_id) or new.get(ep.episode_id) for ep in episodes]
+    records = [r for r in records if r is not None]
+    per: dict[str, list[dict[str, float]]] = {m: [r["methods"][m] for r in records if not r.get("skipped")]
+                                               for m in methods}
+    any_if = [r["IF_any"] for r in records if "IF_any" in r]
+    seen = [float(r["target_in_context"]) for r in records if not r.get("skipped")]
+    skipped = sum(1 for r in records if r.get("skipped"))
     if not per["model"]:
         raise _error(f"no evaluable case among {cfg.episodes} episodes of split {cfg.split!r}")
 
@@ -505,7 +586,8 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
         out["IF_any"] = float(np.mean(any_if))
     out.update(episodes=len(per["model"]), skipped=skipped, target_in_context=float(np.mean(seen)),
                split=cfg.split, seed=cfg.seed, steps=ev._steps(), guidance=ev._gs(), samples=cfg.samples,
-               readback=cfg.readback, checkpoint=cfg.checkpoint or "default", seconds=round(time.perf_counter() - t0, 1))
+               readback=cfg.readback, checkpoint=cfg.checkpoint or "default", seconds=round(time.perf_counter() - t0, 1),
+               errors=len(failed), failed=[f.id for f in failed])
     return out
 
 

@@ -1,0 +1,48 @@
+"""The trainer under `accelerate launch --num_processes 2` on the CPU (gloo) gives the losses of one
+process at the same global batch (batch_size is the global batch; 5 steps, tiny model)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from synthetic_clips import make_clips
+
+from models.clipstore import write_shard
+from models.train import main
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["steps=5", "batch_size=4", "codec=random", "log_every=1", "warmup_steps=2", "lr=1e-3", "ckpt_every=100",
+        "export_fp16=false", "threads=1"]
+
+
+def _losses(out: Path) -> list[float]:
+    return [r["loss"] for r in map(json.loads, (out / "loss.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+@pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
+                    reason="the accelerate launcher is not installed beside this python")
+def test_two_processes_match_one(tmp_path):
+    data = tmp_path / "clips"
+    write_shard(make_clips(8, num_frames=6, num_box_frames=2, num_context=4), data / "s0")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # --multi_gpu picks the torchrun launcher; ACCELERATE_USE_CPU makes it CPU processes talking over gloo
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                        "--main_process_port", str(port), "-m", "models.train", f"data={data}", f"out={tmp_path / 'two'}",
+                        *ARGS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count('"steps": 5,') == 2  # both ranks ran and finished (their summary lines may interleave)
+    assert main([f"data={data}", f"out={tmp_path / 'one'}", *ARGS]) == 0
+    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert len(one) == len(two) == 5
+    for a, b in zip(one, two):
+        assert abs(a - b) <= 1e-4 * abs(a), (one, two)
