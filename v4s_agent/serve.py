@@ -218,6 +218,9 @@ class ServeBenchConfig:
     requests: int = 8  # grounding calls timed each way
     clients: int = 4  # concurrent clients for the requests/s measurement
     context_frames: int = 8  # the grounding planner's default context
+    # torch CPU threads on both sides (the server gets OMP_NUM_THREADS): equal counts make the outputs
+    # bitwise comparable, and on a loaded machine spinning thread teams distort the timing of either side
+    threads: int = 1
 
 
 def bench_serve(argv: list[str]) -> dict[str, Any]:
@@ -230,17 +233,20 @@ def bench_serve(argv: list[str]) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
+    import torch
 
     from models.remote import RemoteImagination
     from models.types import VideoContext
 
     cfg = ServeBenchConfig(**parse_key_values(ServeBenchConfig, argv))
+    torch.set_num_threads(cfg.threads)
     local, _ = load_model([f"model={cfg.model}"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "v4s_agent.serve", f"model={cfg.model}", f"port={port}",
-                             f"max_waiting={cfg.clients}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             f"max_waiting={cfg.clients}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": str(cfg.threads)})
     try:
         url = f"http://127.0.0.1:{port}"
         t_end = time.monotonic() + 300
@@ -280,5 +286,5 @@ def bench_serve(argv: list[str]) -> dict[str, Any]:
     return {"model": cfg.model, "requests": cfg.requests, "identical_to_in_process": same,
             "in_process_s": round(med_l, 4), "remote_s": round(med_r, 4), "added_latency_s": round(med_r - med_l, 4),
             "latency_ratio": round(med_r / med_l, 3), "in_process_requests_per_s": round(1 / med_l, 3),
-            "remote_requests_per_s_concurrent": round(cfg.requests / wall, 3), "clients": cfg.clients,
+            "remote_requests_per_s_concurrent": round(cfg.requests / wall, 3), "clients": cfg.clients, "threads": cfg.threads,
             "loadavg": [round(x, 2) for x in os.getloadavg()]}
