@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from envs.config import parse_key_values
+from envs.config import parse_overrides
 
 
 @dataclass
@@ -39,7 +39,7 @@ def bench_data(argv: list[str]) -> dict:
     from models.data import ClipGenConfig, generate
     from models.executor import import_ray, start_ray
 
-    cfg = DataBenchConfig(**parse_key_values(DataBenchConfig, argv))
+    cfg = parse_overrides(DataBenchConfig, argv)
     if cfg.rounds < 2:
         raise ValueError("rounds must be >= 2 (the first round is a warm-up)")
     ray = import_ray()

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from envs.config import parse_key_values
+from envs.config import parse_overrides
 
 GB = 1e9
 
@@ -138,7 +138,7 @@ def estimate(cfg: ScalingConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = ScalingConfig(**parse_key_values(ScalingConfig, sys.argv[1:] if argv is None else argv))
+        cfg = parse_overrides(ScalingConfig, sys.argv[1:] if argv is None else argv)
         if cfg.finetune not in ("attention", "full") or cfg.gpus < 1 or cfg.micro_batch < 1:
             raise ValueError("finetune must be attention | full, gpus and micro_batch >= 1")
     except ValueError as e:

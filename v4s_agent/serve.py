@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from envs.config import parse_key_values
+from envs.config import parse_overrides
 from models.remote import TOKEN_ENV, WIRE_TYPE, WireError, decode, encode, parse_request
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -168,9 +168,8 @@ def split_args(argv: list[str]) -> tuple[ServeConfig, list[str]]:
     bad = [a for a in model_args if not a.startswith("model")]
     if bad:
         raise ValueError(f"unknown argument(s) {bad}; server keys: {sorted(keys)}, model keys: model=NAME model.KEY=VALUE")
-    kw = parse_key_values(ServeConfig, serve_args)
-    kw.setdefault("token", os.environ.get(TOKEN_ENV, ""))
-    return ServeConfig(**kw), model_args
+    env_token = os.environ.get(TOKEN_ENV, "")
+    return parse_overrides(ServeConfig, ([f"token={env_token}"] if env_token else []) + serve_args), model_args
 
 
 def load_model(model_args: list[str]) -> tuple[Any, str]:
@@ -238,7 +237,7 @@ def bench_serve(argv: list[str]) -> dict[str, Any]:
     from models.remote import RemoteImagination
     from models.types import VideoContext
 
-    cfg = ServeBenchConfig(**parse_key_values(ServeBenchConfig, argv))
+    cfg = parse_overrides(ServeBenchConfig, argv)
     torch.set_num_threads(cfg.threads)
     local, _ = load_model([f"model={cfg.model}"])
     with socket.socket() as s:
