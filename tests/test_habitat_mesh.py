@@ -263,3 +263,10 @@ def test_split_file_with_content_folder(exported, tmp_path):
                     scenes_dir=None)
     (got,) = read_objectnav(tmp_path / "{split}" / "{split}.json.gz", split="val", scenes_dir=glb.parent)
     assert Path(got.scene_id) == glb and got.episode_id == ep.episode_id and len(got.goals) == len(ep.goals)
+
+
+def test_procedural_export_cli_bad_argument_is_one_line():
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    p = subprocess.run([sys.executable, "-m", "envs.habitat.procedural", "out_dir=/nonexistent/x", "episodes=many"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "episodes" in p.stderr, p.stderr

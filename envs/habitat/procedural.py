@@ -1,14 +1,17 @@
 """The embedded world's apartments and episodes as Habitat files: `.glb` scenes with both semantic
 layouts and a habitat-lab ObjectNav `.json.gz`, so one episode set runs in both worlds (and in
-habitat-lab). `python -m envs.habitat.procedural OUT_DIR [split] [n] [seed]` writes them.
+habitat-lab). `python -m envs.habitat.procedural out_dir=DIR [split=test] [episodes=1] [seed=0]` writes them.
 """
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf import MISSING
 
+from envs.config import cli_config
 from envs.embedded.config import WorldConfig
 from envs.habitat.episodes import ObjectGoal, ObjectNavEpisode, rotation_of_yaw, write_objectnav
 
@@ -40,16 +43,20 @@ def export_episodes(out_dir: str | Path, split: str = "test", n: int = 1, seed: 
     return write_objectnav(out / f"objectnav_{split}_{seed}.json.gz", episodes)
 
 
+@dataclass
+class ExportConfig:
+    out_dir: str = MISSING  # where the scenes and the episode file go
+    split: str = "test"
+    episodes: int = 1
+    seed: int = 0
+
+
 def main(argv: list[str]) -> int:
-    usage = "usage: python -m envs.habitat.procedural OUT_DIR [split=test] [n=1] [seed=0]"
-    if not 1 <= len(argv) <= 4:
-        print(usage, file=sys.stderr)
-        return 2
+    cfg = cli_config(ExportConfig, argv)
     try:
-        n, seed = (int(argv[2]) if len(argv) > 2 else 1), (int(argv[3]) if len(argv) > 3 else 0)
-        print(export_episodes(argv[0], argv[1] if len(argv) > 1 else "test", n, seed))
-    except ValueError as e:  # a non-integer n/seed, an unknown split, n < 0
-        print(f"error: {str(e).splitlines()[0]}; {usage}", file=sys.stderr)
+        print(export_episodes(cfg.out_dir, cfg.split, cfg.episodes, cfg.seed))
+    except ValueError as e:  # an unknown split, episodes < 0
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     return 0
 
