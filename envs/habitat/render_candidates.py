@@ -1,5 +1,5 @@
 """Raw RGB-D frame rates of candidate pip renderers on one .glb at the same poses (the measurement
-behind the renderer choice in docs/backends.md; `python -m v4s_agent.bench habitat --candidates ...`).
+behind the renderer choice in docs/backends.md; `python -m v4s_agent.bench habitat candidates=...`).
 
 Each candidate loads the scene its own way, renders colour + depth at every pose once as warm-up and
 then times the same poses; none of them is a dependency: a missing package or a headless context
