@@ -31,8 +31,8 @@ def small_cfg(tmp_path, episodes=2, max_steps=10) -> RunConfig:
         output_dir=str(tmp_path),
         episodes=episodes,
         max_steps=max_steps,
-        rerun=False,
-        gif=False,
+        rerun="none",
+        video="none",
         progress=False,
     )
 

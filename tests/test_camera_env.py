@@ -229,7 +229,7 @@ def test_video_end_is_stream_ended_and_loop_restarts(tmp_path, sim_video):
     env.reset()
     env.step(Action.TURN_LEFT)
     env.step(Action.TURN_LEFT)
-    with pytest.raises(StreamEnded, match="ended after 3 delivered frames; set env.loop=true"):
+    with pytest.raises(StreamEnded, match="ended after 3 delivered frames; set env.config.loop=true"):
         env.step(Action.TURN_LEFT)
     env.close()
     with make_env("camera", _cfg(video, loop=True, frames_per_step=2)) as env:
@@ -259,7 +259,7 @@ def test_dropped_frames_are_retried_then_reported(sim_video):
     src.close()
     src = OpenCVSource(str(video), capture=_Flaky(video, {2, 3, 4, 5}), max_dropped_frames=2)
     src.read()
-    with pytest.raises(CameraError, match="3 consecutive frames failed to decode.*env.max_dropped_frames"):
+    with pytest.raises(CameraError, match="3 consecutive frames failed to decode.*env.config.max_dropped_frames"):
         src.read()
     src.close()
 

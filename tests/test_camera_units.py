@@ -1,8 +1,12 @@
 """Camera rig pure parts: config validation, calibration files, action -> motion, dead reckoning."""
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
+from dataclasses import fields
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,11 +23,11 @@ def test_config_coercion_and_validation():
     c = coerce_config(CameraConfig, OmegaConf.create({"device": 2, "base": "none", "width": 64, "height": 48}),
                       "env=camera")
     assert c.device == "2" and c.base == "none" and (c.width, c.height) == (64, 48)
-    with pytest.raises(ValueError, match=r"env.base='wheels' is not one of \['manual', 'http', 'ros2', 'none'\]"):
+    with pytest.raises(ValueError, match=r"env.config.base='wheels' is not one of \['manual', 'http', 'ros2', 'none'\]"):
         CameraConfig(base="wheels")
-    with pytest.raises(ValueError, match="env.http_url=http://host:port/path"):
+    with pytest.raises(ValueError, match="env.config.http_url=http://host:port/path"):
         CameraConfig(base="http")
-    with pytest.raises(ValueError, match="both env.width and env.height"):
+    with pytest.raises(ValueError, match="both env.config.width and env.config.height"):
         CameraConfig(width=64)
     with pytest.raises(ValueError, match="frame_timeout_s must be a positive"):
         CameraConfig(frame_timeout_s=0)
@@ -52,7 +56,7 @@ def test_calibration_opencv_yaml_and_json(tmp_path):
     j.write_text(json.dumps({"fx": 100, "width": 128, "height": 96}))
     with pytest.raises(ValueError, match="lacks 'cx'; need camera_matrix or fx/fy/cx/cy"):
         load_calibration(j)
-    with pytest.raises(FileNotFoundError, match="env.calibration_file"):
+    with pytest.raises(FileNotFoundError, match="env.config.calibration_file"):
         load_calibration(tmp_path / "none.yaml")
 
 
@@ -85,3 +89,45 @@ def test_dead_reckoning_matches_habitat_convention():
     assert np.allclose(p.xyz, [-0.25, 0.88, -0.25])  # turned left: forward = -X
     p = integrate(integrate(p, Action.LOOK_UP, s), Action.STOP, s)
     assert np.isclose(p.pitch, math.radians(30)) and np.allclose(p.xyz, [-0.25, 0.88, -0.25])
+
+
+HINT_FILES = sorted((Path(__file__).resolve().parents[1] / "envs" / "camera").rglob("*.py")) + [
+    Path(__file__).resolve().parents[1] / "v4s_agent" / "run.py"]
+HINT = re.compile(r"\b(env\.config|planner)\.([a-z_]+)(?:=([\w:/.+-]+))?")
+
+
+@functools.lru_cache(maxsize=None)
+def _apply(group: str, overrides: tuple[str, ...]):
+    from v4s_agent.config import compose_run_config
+
+    if group == "env.config":
+        return compose_run_config(["env=camera", *overrides]).env.backend_config()
+    return compose_run_config(["planner=grounding", *overrides]).planner
+
+
+def test_every_hint_names_a_key_that_works():
+    """Each `env.config.KEY[=VALUE]` / `planner.KEY=VALUE` a rig message suggests is applied through
+    the real config path (Hydra compose -> RunConfig -> CameraConfig) and must be accepted; a hint
+    that needs a companion (base=http needs http_url=...) is applied with the hints of its line."""
+    from v4s_agent.config import ConfigError
+
+    keys = {f.name for f in fields(CameraConfig)}
+    applied = set()
+    for f in HINT_FILES:
+        for line in f.read_text().splitlines():
+            hints = [m.groups() for m in HINT.finditer(line)]
+            for group, key, value in hints:
+                if group == "env.config":
+                    assert key in keys, f"{f.name}: a hint names env.config.{key}, which CameraConfig does not have"
+                if value is None or value.startswith("{"):
+                    continue
+                value = value.rstrip(".")
+                own = f"{group}.{key}={value}"
+                try:
+                    cfg = _apply(group, (own,))
+                except ConfigError:
+                    companions = [f"{g}.{k}={v.rstrip('.')}" for g, k, v in hints if g == group and v and k != key]
+                    cfg = _apply(group, (*companions, own))
+                assert str(getattr(cfg, key)).lower() == value.lower(), own
+                applied.add(own)
+    assert len(applied) >= 8, applied  # base, source, loop, depth, odometry, http_url, readback ...

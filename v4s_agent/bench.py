@@ -21,13 +21,17 @@ BENCHES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from v4s_agent.console import pop_verbose, setup_logging, stdout_to_stderr
+
+    argv, verbose = pop_verbose(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] not in BENCHES:
-        print(f"usage: python -m v4s_agent.bench {{{'|'.join(BENCHES)}}} [key=value ...]", file=sys.stderr)
+        print(f"usage: python -m v4s_agent.bench [-v] {{{'|'.join(BENCHES)}}} [key=value ...]", file=sys.stderr)
         return 2
+    setup_logging(verbose)
     module, _, fn = BENCHES[argv[0]].partition(":")
     try:
-        result = getattr(importlib.import_module(module), fn)(argv[1:])
+        with stdout_to_stderr():  # library output never reaches the JSON line's stream
+            result = getattr(importlib.import_module(module), fn)(argv[1:])
     except ValueError as e:  # a bad key=value (envs.config.parse_overrides) or option: one line
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -73,8 +73,10 @@ class RunConfig:
     episodes: int = 1
     max_steps: int = 120  # agent actions per episode, look-around included
     look_around: bool = True
-    rerun: bool = True  # write episode_<id>.rrd (needs rerun-sdk; skipped with a warning otherwise)
-    gif: bool = True  # write episode_<id>.gif for people without Rerun
+    # episode_<id>.rrd (needs rerun-sdk): save | spawn (also a local viewer) | connect (also rerun_url) | none
+    rerun: str = "save"
+    rerun_url: str = ""  # rerun=connect: a running viewer's gRPC URL (default rerun+http://127.0.0.1:9876/proxy)
+    video: str = "mp4"  # episode video with the map and metrics: mp4 | gif | none
     resume: bool = True  # skip episode_ids already in results.jsonl
     progress: bool = True
 
@@ -83,6 +85,10 @@ class RunConfig:
         check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         check(bool(self.run_name) and "/" not in self.run_name, f"run_name must be a non-empty name without '/', got {self.run_name!r}")
+        self.rerun = {"true": "save", "false": "none"}.get(str(self.rerun).lower(), str(self.rerun))  # rerun=true|false too
+        self.video = {"false": "none"}.get(str(self.video).lower(), str(self.video))
+        check(self.rerun in ("save", "spawn", "connect", "none"), f"rerun must be save | spawn | connect | none, got {self.rerun!r}")
+        check(self.video in ("mp4", "gif", "none"), f"video must be mp4 | gif | none, got {self.video!r}")
         check(isinstance(self.planner, PlannerConfig), "planner must be picked from the planner group: planner=" + "|".join(PLANNERS.names()))
 
 

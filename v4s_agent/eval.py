@@ -9,7 +9,8 @@
 
 Progress goes to stderr. Overrides use the same Hydra config as `v4s_agent.run` (composed with the
 compose API, so no Hydra output dirs). Per-episode lines land in outputs/<run_name>/results.jsonl;
-no recordings are written (pass rerun=true gif=true via `v4s_agent.run` for those).
+no recordings are written unless asked for (rerun=save video=mp4). stdout is only the JSON line;
+`-v` shows per-plan logs on stderr (they always go to run.log).
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def eval_agent(argv: list[str]) -> dict[str, Any]:
 
     fanout, argv = split_executor_args(argv)
     names = {o.split("=", 1)[0] for o in argv}
-    defaults = ["rerun=false", "gif=false", "resume=false"]
+    defaults = ["rerun=none", "video=none", "resume=false"]
     if "run_name" not in names:
         planner = next((o.split("=", 1)[1] for o in argv if o.startswith("planner=")), "grounding")
         split = next((o.split("=", 1)[1] for o in argv if o.startswith("split=")), "test")
@@ -74,7 +75,7 @@ def eval_agent(argv: list[str]) -> dict[str, Any]:
 
             outcome = run_episodes_as_tasks(cfg, **fanout)
         else:
-            outcome = run_episodes(cfg, record=cfg.rerun or cfg.gif)
+            outcome = run_episodes(cfg, record=cfg.rerun != "none" or cfg.video != "none")
     except (SetupError, ConfigError, PlannerError) as e:
         raise EvalError(str(e)) from None
     out = summarize(outcome.records)
@@ -97,12 +98,16 @@ def dispatch(sub: str) -> Callable[[list[str]], dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    from v4s_agent.console import pop_verbose, setup_logging, stdout_to_stderr
+
+    argv, verbose = pop_verbose(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, file=sys.stderr)
         return 0 if argv else 2
+    setup_logging(verbose)
     try:
-        result = dispatch(argv[0])(argv[1:])
+        with stdout_to_stderr():
+            result = dispatch(argv[0])(argv[1:])
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

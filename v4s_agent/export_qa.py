@@ -223,22 +223,26 @@ def rec_text(program) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if argv and argv[0] == "validate":
-            from v4s_agent.qa.validate import validate_file
+    from v4s_agent.console import pop_verbose, setup_logging, stdout_to_stderr
 
-            p = Path(parse_overrides(ValidateConfig, argv[1:]).path)
-            report = validate_file(p / "records.jsonl" if p.is_dir() else p)
-            print(json.dumps({"command": "validate", "path": str(p), **report.summary()}))
-            return 0 if report.valid == report.total else 1
-        summary = export(parse_overrides(ExportConfig, argv))
+    argv, verbose = pop_verbose(list(sys.argv[1:] if argv is None else argv))
+    setup_logging(verbose)
+    try:
+        with stdout_to_stderr():  # library output never reaches the JSON line's stream
+            if argv and argv[0] == "validate":
+                from v4s_agent.qa.validate import validate_file
+
+                p = Path(parse_overrides(ValidateConfig, argv[1:]).path)
+                report = validate_file(p / "records.jsonl" if p.is_dir() else p)
+                summary = {"command": "validate", "path": str(p), **report.summary()}
+                code = 0 if report.valid == report.total else 1
+            else:
+                summary, code = export(parse_overrides(ExportConfig, argv)), 0
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(summary))
-    return 0
+    print(json.dumps(summary), flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
-"""`python -m v4s_agent.run [env=...] [planner=...] [model=...] [episodes=N] [seed=S] [run_name=NAME]`
+"""`python -m v4s_agent.run [-v] [env=...] [planner=...] [model=...] [episodes=N] [seed=S] [run_name=NAME]`
 
-Runs episodes with a progress bar, appends one JSON line per finished episode to
-`outputs/<run_name>/results.jsonl` (a rerun skips the episode ids already there), and writes
-`episode_<id>.rrd` (Rerun) and `episode_<id>.gif` per episode. Ctrl-C keeps the finished episodes
-and exits 130. Bad input (unknown name, missing checkpoint, bad value) -> one line on stderr, exit 2.
+Runs episodes with one progress bar and one summary line per episode (stderr), appends one JSON
+line per finished episode to `outputs/<run_name>/results.jsonl` (a rerun skips the episode ids
+already there), and records each episode as `episode_<id>.rrd` (Rerun, `rerun=save|spawn|connect|none`)
+and `episode_<id>-success=S-spl=X.mp4` (`video=mp4|gif|none`), named by the results line's episode
+id and never overwritten. stdout is exactly one JSON summary line. Per-plan logs go to
+`run.log` in the output folder (`-v` shows them on stderr too). Ctrl-C keeps the finished episodes
+and exits 130. Bad input (unknown name, missing checkpoint or camera, bad value) -> one line on
+stderr, exit 2, and no output folder. A camera stream that ends stops the run (`stream_ended` in
+the summary); exit 3 when it ended before any episode finished.
 
 `run_episodes` is the shared core; `v4s_agent.eval agent` calls it without recordings.
 """
@@ -19,14 +24,12 @@ from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede any mujoco import
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
 from models.factory import ModelConfig  # noqa: E402
-from v4s_agent.config import ConfigError, RunConfig, register_configs  # noqa: E402
+from v4s_agent.config import ConfigError, RunConfig  # noqa: E402
 
 log = logging.getLogger("v4s_agent.run")
 EXIT_BAD_INPUT = 2
+EXIT_NO_EPISODE = 3  # the camera stream ended before any episode finished
 EXIT_INTERRUPTED = 130
 
 
@@ -47,15 +50,31 @@ def load_imagination(model: ModelConfig) -> Any:
 
 def build_env(cfg: RunConfig) -> Any:
     from envs.base import make_env
+    from envs.camera.errors import CameraError
     from envs.errors import BackendUnavailableError, SceneError
 
     backend_cfg = cfg.env.backend_config()
     try:
-        return make_env(cfg.env.name, backend_cfg)
-    except (BackendUnavailableError, SceneError) as e:  # already one line with the fix
+        env = make_env(cfg.env.name, backend_cfg)
+    except (BackendUnavailableError, SceneError, CameraError) as e:  # already one line with the fix
         raise SetupError(str(e)) from None
+    except (FileNotFoundError, ValueError) as e:  # e.g. a missing calibration file: the message names the key
+        raise SetupError(str(e).splitlines()[0]) from None
     except ImportError as e:
         raise SetupError(f"env {cfg.env.name!r} is not available ({e}); use env=embedded or install that backend") from None
+    try:
+        check_compatible(cfg, env)
+    except SetupError:
+        env.close()
+        raise
+    return env
+
+
+def check_compatible(cfg: RunConfig, env: Any) -> None:
+    """Settings that cannot work together are refused before the first episode, with the fix."""
+    if getattr(cfg.planner, "readback", None) == "flow" and not getattr(env, "has_depth", True):
+        raise SetupError(f"planner.readback=flow needs depth, and env={cfg.env.name} gives none here; "
+                         "pass planner.readback=idm (or a depth camera: env.config.source=realsense)")
 
 
 def make_episode_list(cfg: RunConfig, env: Any) -> list[Any]:
@@ -104,28 +123,65 @@ def drop_torn_tail(path: Path) -> None:
 class RunOutcome:
     records: list[dict] = field(default_factory=list)  # all episodes of this run (resumed ones too)
     interrupted: bool = False
+    stream_ended: bool = False  # the camera stream ended: no more episodes can run
+    finished: int = 0  # episodes finished by this invocation (resumed ones not counted)
     errors: list[str] = field(default_factory=list)
     output_dir: Path = Path(".")
 
 
-def _safe_name(s: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))
+class StepProgress:
+    """Observer that shows the current episode's step on the run's progress bar."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def on_start(self, env: Any, episode: Any) -> None:
+        self.bar.set_postfix_str(f"{episode.episode_id} step 0")
+
+    def on_observation(self, step: int, obs: Any) -> None:
+        if step % 5 == 0:
+            self.bar.set_postfix_str(f"step {step}", refresh=True)
+
+    def on_plan(self, step: int, plan: Any) -> None: ...
+
+    def on_end(self, result: Any) -> None: ...
+
+
+def _fmt(v: Any, spec: str = ".2f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def episode_line(i: int, n: int, rec: dict) -> str:
+    """The one summary line printed per finished episode."""
+    return (f"episode {i}/{n} {rec['episode_id']}: success={_fmt(rec.get('success'), '.0f')} spl={_fmt(rec.get('spl'))} "
+            f"soft_spl={_fmt(rec.get('soft_spl'))} distance={_fmt(rec.get('distance_to_goal'))} m steps={rec.get('num_steps')} "
+            f"plans={rec.get('num_plans')} {_fmt(rec.get('episode_seconds'), '.1f')} s")
+
+
+def make_recorders(cfg: RunConfig, out: Path) -> list[Any]:
+    from v4s_agent.viz import RerunRecorder, VideoRecorder
+
+    rec: list[Any] = []
+    if cfg.rerun != "none":
+        rec.append(RerunRecorder(out, mode=cfg.rerun, url=cfg.rerun_url, run_name=cfg.run_name))
+    if cfg.video != "none":
+        rec.append(VideoRecorder(out, fmt=cfg.video))
+    return rec
 
 
 def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
     """Run `cfg.episodes` episodes; append each finished one to results.jsonl right away.
-    Raises SetupError/ConfigError/PlannerError for bad input, before any episode starts."""
-    from tqdm import tqdm
+    Raises SetupError/ConfigError/PlannerError for bad input, before any episode starts (and
+    before the output folder exists)."""
+    from omegaconf import OmegaConf
 
     from planners.base import PlannerError
     from planners.detect import make_detector
     from planners.factory import PLANNERS, make_planner
-    from v4s_agent.agent import run_episode
-    from v4s_agent.viz import GifRecorder, RerunRecorder
+    from v4s_agent.console import log_file
 
     PLANNERS.get(cfg.planner.name)
     out = Path(cfg.output_dir)
-    results = out / "results.jsonl"
     outcome = RunOutcome(output_dir=out)
 
     # The world first: a missing backend (habitat_sim) is the more basic problem to report.
@@ -140,60 +196,75 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
             planner = make_planner(cfg.planner, env, imagination, seed=cfg.seed, detector=detector)
         except (PlannerError, ValueError) as e:
             raise SetupError(str(e)) from None
-        out.mkdir(parents=True, exist_ok=True)  # only once the run can start
-        if cfg.resume:
-            drop_torn_tail(results)
-        done = read_done(results) if cfg.resume else {}
-        if not cfg.resume and results.exists():
-            results.unlink()
         episodes = make_episode_list(cfg, env)
-        bar = tqdm(total=len(episodes), desc=f"{cfg.planner.name} episodes", unit="ep", file=sys.stderr, disable=not cfg.progress)
-        try:
-            for i, ep in enumerate(episodes):
-                eid = ep.episode_id if ep is not None else f"{cfg.split}-{cfg.seed}-{i}"
-                if eid in done:
-                    outcome.records.append(done[eid])
-                    bar.update(1)
-                    continue
-                observers: list[Any] = []
-                if record and cfg.rerun:
-                    observers.append(RerunRecorder(out / f"episode_{_safe_name(eid)}.rrd", recording_id=f"{cfg.run_name}-{eid}"))
-                if record and cfg.gif:
-                    observers.append(GifRecorder(out / f"episode_{_safe_name(eid)}.gif"))
-                try:
-                    res = run_episode(env, planner, ep, cfg.max_steps, look_around=cfg.look_around,
-                                      observers=observers, seed=cfg.seed + i)
-                except KeyboardInterrupt:
-                    for o in observers:
-                        if hasattr(o, "close"):
-                            o.close()
-                    raise
-                except Exception as e:  # an env fault in one episode: report it, keep the run going
-                    msg = f"episode {eid} failed: {type(e).__name__}: {e}"
-                    log.error(msg)
-                    print(msg, file=sys.stderr)
-                    outcome.errors.append(msg)
-                    bar.update(1)
-                    continue
-                rec = res.record()
-                rec["seed"] = cfg.seed
-                with results.open("a") as f:  # one complete line per finished episode
-                    f.write(json.dumps(rec) + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-                outcome.records.append(rec)
-                bar.update(1)
-                bar.set_postfix(success=f"{sum(r['success'] or 0 for r in outcome.records) / len(outcome.records):.2f}")
-        except KeyboardInterrupt:
-            outcome.interrupted = True
-        finally:
-            bar.close()
+        out.mkdir(parents=True, exist_ok=True)  # only once the run can start
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        with log_file(out / "run.log"):
+            _run_loop(cfg, env, planner, episodes, outcome, record)
     finally:
         try:
             env.close()
         except Exception:
             pass
     return outcome
+
+
+def _run_loop(cfg: RunConfig, env: Any, planner: Any, episodes: list[Any], outcome: RunOutcome, record: bool) -> None:
+    from tqdm import tqdm
+
+    from envs.camera.errors import StreamEnded
+    from v4s_agent.agent import run_episode
+
+    out = outcome.output_dir
+    results = out / "results.jsonl"
+    if cfg.resume:
+        drop_torn_tail(results)
+    done = read_done(results) if cfg.resume else {}
+    if not cfg.resume and results.exists():
+        results.unlink()
+    bar = tqdm(total=len(episodes), desc=f"{cfg.planner.name}", unit="ep", file=sys.stderr, disable=not cfg.progress, dynamic_ncols=True)
+    say = bar.write if cfg.progress else (lambda m: print(m, file=sys.stderr))
+    try:
+        for i, ep in enumerate(episodes):
+            eid = ep.episode_id if ep is not None else f"{cfg.split}-{cfg.seed}-{i}"
+            if eid in done:
+                outcome.records.append(done[eid])
+                bar.update(1)
+                continue
+            recorders = make_recorders(cfg, out) if record else []
+            try:
+                res = run_episode(env, planner, ep, cfg.max_steps, look_around=cfg.look_around,
+                                  observers=[*recorders, StepProgress(bar)], seed=cfg.seed + i)
+            except StreamEnded as e:
+                outcome.stream_ended = True
+                say(f"stream ended: {e}")
+                log.info("stream ended in episode %d: %s", i, e)
+                break
+            except Exception as e:  # an env fault in one episode: report it once, keep the run going
+                msg = f"episode {eid} failed: {type(e).__name__}: {e}"
+                log.error(msg)
+                outcome.errors.append(msg)
+                bar.update(1)
+                continue
+            finally:
+                for r in recorders:  # every path (done, failed, stream ended, Ctrl-C): release files and viewers
+                    r.close()
+            rec = res.record()
+            rec["seed"] = cfg.seed
+            rec["recording_seconds"] = {type(r).__name__: round(r.seconds, 3) for r in recorders}
+            with results.open("a") as f:  # one complete line per finished episode
+                f.write(json.dumps(rec) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            outcome.records.append(rec)
+            outcome.finished += 1
+            bar.update(1)
+            say(episode_line(i + 1, len(episodes), rec))
+            log.info(episode_line(i + 1, len(episodes), rec))
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        bar.close()
 
 
 def summarize(records: list[dict]) -> dict[str, Any]:
@@ -217,13 +288,6 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     }
 
 
-def to_run_config(cfg: DictConfig) -> RunConfig:
-    """DictConfig -> validated RunConfig (ConfigError with one line on a bad value)."""
-    obj = OmegaConf.to_object(cfg)
-    assert isinstance(obj, RunConfig)
-    return obj
-
-
 def fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return code
@@ -232,52 +296,58 @@ def fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
 def run_cli(cfg: RunConfig) -> int:
     """The body of `python -m v4s_agent.run` once the config is valid; returns the exit code."""
     from planners.base import PlannerError
+    from v4s_agent.console import stdout_to_stderr
 
     try:
-        outcome = run_episodes(cfg, record=True)
+        with stdout_to_stderr():
+            outcome = run_episodes(cfg, record=True)
     except (SetupError, ConfigError, PlannerError) as e:
         return fail(str(e))
     summary = summarize(outcome.records)
-    summary.update(output_dir=str(outcome.output_dir), errors=len(outcome.errors), interrupted=outcome.interrupted)
-    print(json.dumps(summary))
+    summary.update(output_dir=str(outcome.output_dir), errors=len(outcome.errors), interrupted=outcome.interrupted,
+                   stream_ended=outcome.stream_ended)
+    print(json.dumps(summary), flush=True)
     if outcome.interrupted:
         print(f"interrupted: {len(outcome.records)} finished episode(s) kept in {outcome.output_dir / 'results.jsonl'}; "
               "run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if outcome.stream_ended and not outcome.records:
+        print("error: the stream ended before any episode finished; use a longer recording or env.config.loop=true",
+              file=sys.stderr)
+        return EXIT_NO_EPISODE
     return 0
 
 
-register_configs()
+def main(argv: list[str] | None = None) -> int:
+    """Hydra overrides composed with conf/config.yaml and checked before anything is built (the compose
+    API: bad input is one line, exit 2, and no folder is made). `--cfg` prints the composed config."""
+    from omegaconf import OmegaConf
 
-
-@hydra.main(config_path="conf", config_name="config", version_base=None)
-def main(cfg: DictConfig) -> None:
-    try:
-        rc = to_run_config(cfg)
-    except ConfigError as e:
-        sys.exit(fail(str(e)))
-    except Exception as e:  # OmegaConf validation errors: keep the first line
-        sys.exit(fail(str(e).splitlines()[0]))
-    try:
-        code = run_cli(rc)
-    except KeyboardInterrupt:  # before the first episode (env build, model load)
-        code = fail("interrupted before any episode finished", EXIT_INTERRUPTED)
-    sys.exit(code)
-
-
-def cli() -> None:
-    """`python -m v4s_agent.run`: the overrides are composed and checked first, so bad input is one line
-    (exit 2) instead of Hydra's report; Hydra's own flags (--help, --cfg, -m) go straight to Hydra."""
     from v4s_agent.config import compose_run_config
+    from v4s_agent.console import pop_verbose, setup_logging
 
-    args = sys.argv[1:]
-    if not any(a.startswith("-") for a in args):
-        try:
-            compose_run_config(args)
-        except ConfigError as e:
-            sys.exit(fail(str(e)))
-    main()
+    argv, verbose = pop_verbose(list(sys.argv[1:] if argv is None else argv))
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__, file=sys.stderr)
+        return 0
+    show = "--cfg" in argv
+    argv = [a for a in argv if a != "--cfg"]
+    if any(a.startswith("-") for a in argv):
+        return fail(f"unknown flag(s) {[a for a in argv if a.startswith('-')]}; flags: -v, --cfg, --help; "
+                    "settings are key=value overrides")
+    setup_logging(verbose)
+    try:
+        cfg = compose_run_config(argv)
+    except ConfigError as e:
+        return fail(str(e))
+    if show:
+        print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
+        return 0
+    try:
+        return run_cli(cfg)
+    except KeyboardInterrupt:  # before the first episode (env build, model load)
+        return fail("interrupted before any episode finished", EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":
-    cli()
+    sys.exit(main())

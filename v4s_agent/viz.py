@@ -1,14 +1,23 @@
-"""Per-episode recordings: a Rerun `.rrd` (egocentric RGB/depth, each imagined video with its
-read-back box and path, the executed path and target in 3D, a top-down map, metrics as scalars)
-and a short GIF for people without Rerun.
+"""Per-episode recordings people can watch: a Rerun `.rrd` and an MP4 (or GIF) episode video.
 
-Both are `EpisodeObserver`s of the agent loop: they watch, never drive. rerun-sdk is optional:
-without it a warning is printed once and only the GIF is written.
+Both are `EpisodeObserver`s of the agent loop (they watch, never drive) built on `EpisodeTrack`,
+which keeps what both draw: the executed path, the latest plan's imagined clip with its read-back
+box and path, the agent's goal and per-step metrics. Files are named by the same episode id as the
+results line, with a numeric suffix rather than overwriting an existing file.
+
+- Rerun: a blueprint (egocentric RGB | depth, the imagined clip, the 3D world with the scene mesh,
+  the top-down map, metric plots), overlays cleared once they no longer apply, per-step scalars,
+  depth as uint16 millimetres and colour images as JPEG (the `.rrd` is a few MB, not tens).
+  rerun-sdk is optional: without it a warning is printed once and no `.rrd` is written.
+- Video: habitat-lab style frames, egocentric | imagined clip | top-down map over a text strip
+  (step, target, planner note, running metrics); success and SPL go in the file name.
 """
 from __future__ import annotations
 
 import logging
 import math
+import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,9 +33,15 @@ from planners.base import Plan
 log = logging.getLogger(__name__)
 _WARNED_NO_RERUN = False
 
+# RGB colours shared by the map legend, the 3D view and the video
 TARGET_COLOUR = (255, 60, 60)
 EXEC_COLOUR = (60, 160, 255)
 PLAN_COLOUR = (255, 200, 0)
+GOAL_COLOUR = (40, 220, 90)
+BOX_COLOUR = (0, 255, 0)
+RERUN_MODES = ("save", "spawn", "connect", "none")
+VIDEO_FORMATS = ("mp4", "gif", "none")
+DEFAULT_RERUN_URL = "rerun+http://127.0.0.1:9876/proxy"
 
 
 def _rerun() -> Any | None:
@@ -42,199 +57,513 @@ def _rerun() -> Any | None:
         return None
 
 
-def contact_sheet(videos: np.ndarray, max_cols: int = 8) -> np.ndarray:
-    """(S, F, H, W, 3) -> one image: a row per sample, up to `max_cols` evenly spaced frames (last kept)."""
-    S, F = videos.shape[:2]
-    cols = np.unique(np.linspace(0, F - 1, min(F, max_cols)).round().astype(int))
-    rows = [np.concatenate([videos[s, c] for c in cols], axis=1) for s in range(S)]
-    return np.concatenate(rows, axis=0)
+def safe_name(s: str) -> str:
+    """A file-name-safe spelling of an episode id (the id itself stays in results.jsonl)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))
 
 
-class RerunRecorder:
-    """Writes one `.rrd` per episode (rerun-sdk 0.41 API: RecordingStream + save)."""
+def unused_path(path: Path) -> Path:
+    """`path`, or `stem-2.ext`, `stem-3.ext`, ... : recordings are never overwritten."""
+    k = 2
+    out = path
+    while out.exists():
+        out = path.with_name(f"{path.stem}-{k}{path.suffix}")
+        k += 1
+    return out
 
-    def __init__(self, path: Path, app_id: str = "v4s-agent", recording_id: str | None = None) -> None:
-        self.path = Path(path)
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+# ------------------------------------------------------------------------------ shared state
+class TopDownMap:
+    """The env's navigation grid as an RGB image with world (x, z) -> pixel (u, v)."""
+
+    def __init__(self, grid: Any) -> None:
+        img = np.asarray(grid.to_image())
+        grey = (img.astype(np.float32) / max(float(img.max()), 1.0) * 200 + 40).astype(np.uint8)
+        self.image = np.repeat(grey[..., None], 3, axis=2)
+        self.origin, self.res = np.asarray(grid.origin, dtype=np.float64), float(grid.res)
+
+    @classmethod
+    def of(cls, env: NavEnv) -> TopDownMap | None:
+        grid = getattr(env, "navgrid", None)
+        if grid is None or not hasattr(grid, "to_image") or not hasattr(grid, "origin"):
+            return None
+        return cls(grid)
+
+    def uv(self, xyz: Any) -> tuple[float, float]:
+        p = np.asarray(xyz, dtype=np.float64)
+        return float((p[0] - self.origin[0]) / self.res), float((p[2] - self.origin[1]) / self.res)
+
+
+class EpisodeTrack:
+    """What the recorders show, updated by the agent loop's observer calls."""
+
+    def __init__(self, out_dir: Path, suffix: str) -> None:
+        self.out_dir, self.suffix = Path(out_dir), suffix
+        self.path: Path | None = None
+        self.seconds = 0.0  # wall time spent recording (the cost this recorder adds to an episode)
+
+    # --- observer ----------------------------------------------------------------------------
+    def on_start(self, env: NavEnv, episode: Episode) -> None:
+        t0 = time.perf_counter()
+        self.env, self.episode = env, episode
+        self.path = unused_path(self.out_dir / f"episode_{safe_name(episode.episode_id)}{self.suffix}")
+        self.K_env = intrinsics_of(env)
+        self.map = TopDownMap.of(env)
+        self.executed: list[list[float]] = []
+        self.heading: np.ndarray | None = None
+        self.targets = self._target_boxes(env, episode)
+        self.plan: Plan | None = None
+        self.plan_step = 0
+        self.clip: np.ndarray | None = None  # (F, H, W, 3) the executed sample's imagined video
+        self.box: Any = None  # its read-back box (on the last frame)
+        self.path_rel: np.ndarray | None = None  # (F, 4, 4) its read-back path
+        self.goal: np.ndarray | None = None  # where the agent is heading (world xyz)
+        self.box_score = math.nan
+        self.step = 0
+        self.metrics: dict[str, float] = {}
+        self.start(env, episode)
+        self.seconds += time.perf_counter() - t0
+
+    def on_observation(self, step: int, obs: Observation) -> None:
+        t0 = time.perf_counter()
+        self.step = step
+        if obs.pose is not None:
+            self.executed.append([float(v) for v in obs.pose.xyz])
+            self.heading = np.asarray(obs.pose.forward, dtype=np.float64)
+        m = self.env.metrics() if hasattr(self.env, "metrics") else None
+        if m is not None:
+            self.metrics = {k: _num(getattr(m, k, None)) for k in ("success", "spl", "soft_spl", "distance_to_goal", "path_length")}
+        self.observe(step, obs)
+        self.seconds += time.perf_counter() - t0
+
+    def on_plan(self, step: int, plan: Plan) -> None:
+        t0 = time.perf_counter()
+        self.plan, self.plan_step = plan, step
+        self.clip, self.box, self.path_rel, self.box_score = None, None, None, math.nan
+        if plan.videos:
+            vi, si = plan.chosen if plan.chosen else (0, 0)
+            vi = min(vi, len(plan.videos) - 1)
+            frames = np.asarray(plan.videos[vi].frames)
+            if frames.dtype == np.uint8 and frames.ndim == 5:
+                self.clip = frames[min(si, len(frames) - 1)]
+            samples = plan.samples[vi] if vi < len(plan.samples) else []
+            if si < len(samples):
+                self.box, self.path_rel = samples[si].box, samples[si].poses_rel
+            scores = [d.box.score for s in plan.samples for d in s if d.box is not None]
+            self.box_score = float(self.box.score) if self.box is not None else (max(scores) if scores else math.nan)
+        if plan.target_world is not None:
+            self.goal = np.asarray(plan.target_world, dtype=np.float64).reshape(3)
+        elif plan.path_world:
+            self.goal = np.asarray(plan.path_world[-1].xyz, dtype=np.float64)
+        self.show_plan(step, plan)
+        self.seconds += time.perf_counter() - t0
+
+    def on_end(self, result: Any) -> None:
+        t0 = time.perf_counter()
+        m = result.metrics
+        self.metrics = {k: _num(getattr(m, k, None)) for k in ("success", "spl", "soft_spl", "distance_to_goal", "path_length")}
+        self.finish(result)
+        self.seconds += time.perf_counter() - t0
+        self.close()
+
+    # --- hooks --------------------------------------------------------------------------------
+    def start(self, env: NavEnv, episode: Episode) -> None: ...
+
+    def observe(self, step: int, obs: Observation) -> None: ...
+
+    def show_plan(self, step: int, plan: Plan) -> None: ...
+
+    def finish(self, result: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+    # --- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _target_boxes(env: NavEnv, episode: Episode) -> list[tuple[np.ndarray, np.ndarray]]:
+        objs = getattr(getattr(env, "scene", None), "objects", None) or []
+        ids = set(episode.target_instance_ids)
+        return [(np.asarray(o.aabb_min, dtype=np.float64), np.asarray(o.aabb_max, dtype=np.float64))
+                for o in objs if getattr(o, "instance_id", None) in ids]
+
+    def clip_frame(self, step: int) -> tuple[np.ndarray | None, int]:
+        """The imagined frame to show at `step`: the clip plays one frame per step, then holds its last."""
+        if self.clip is None:
+            return None, -1
+        k = min(max(step - self.plan_step, 0), len(self.clip) - 1)
+        return self.clip[k], k
+
+    def readback_uv(self, k: int, height: int, width: int) -> np.ndarray | None:
+        """The read-back path's floor points seen from imagined frame k, in that frame's pixels."""
+        if self.path_rel is None or self.clip is None or len(self.path_rel) < 2:
+            return None
+        T = np.asarray(self.path_rel, dtype=np.float64)
+        k = min(k, len(T) - 1)
+        h = self.executed[-1][1] if self.executed else 0.88
+        pts = T[:, :3, 3] - np.array([0.0, h, 0.0])  # on the floor, in the plan's camera
+        Tk = np.linalg.inv(T[k])
+        pc = pts @ Tk[:3, :3].T + Tk[:3, 3]
+        z = -pc[:, 2]
+        K = self.K_env * np.array([[width / self.env.width], [height / self.env.height], [1.0]])
+        keep = z > 0.05
+        if keep.sum() < 2:
+            return None
+        u = K[0, 0] * pc[keep, 0] / z[keep] + K[0, 2]
+        v = -K[1, 1] * pc[keep, 1] / z[keep] + K[1, 2]
+        return np.stack([u, v], axis=1)
+
+
+# ------------------------------------------------------------------------------------- Rerun
+def episode_blueprint(has_depth: bool = True) -> Any:
+    """Egocentric RGB and depth side by side first, then the imagined clip, the 3D world, the map, the plots."""
+    import rerun.blueprint as rrb
+
+    top = [rrb.Spatial2DView(name="egocentric RGB", origin="world/camera/image", contents=["$origin/rgb"])]
+    if has_depth:
+        top.append(rrb.Spatial2DView(name="depth", origin="world/camera/image", contents=["$origin/depth"]))
+    top.append(rrb.Spatial2DView(name="imagined clip", origin="imagination"))
+    plots = rrb.Vertical(
+        rrb.TimeSeriesView(name="distance to goal, path length (m)", origin="metrics", contents=["$origin/distance_to_goal", "$origin/path_length"]),
+        rrb.TimeSeriesView(name="success, SPL, Soft-SPL, box score", origin="metrics", contents=["$origin/success", "$origin/spl", "$origin/soft_spl", "$origin/box_score"]),
+    )
+    maps = rrb.Tabs(rrb.Spatial2DView(name="top-down map: path, target (red), goal (green)", origin="map"),
+                    rrb.Spatial2DView(name="agent's map", origin="agent_map"))
+    bottom = rrb.Horizontal(
+        rrb.Spatial3DView(name="3D world", origin="world"),
+        maps,
+        plots,
+        column_shares=[3, 2, 2],
+    )
+    return rrb.Blueprint(rrb.Vertical(rrb.Horizontal(*top), bottom, row_shares=[1, 1]),
+                         rrb.SelectionPanel(state="collapsed"), rrb.BlueprintPanel(state="collapsed"), auto_views=False)
+
+
+class RerunRecorder(EpisodeTrack):
+    """One `.rrd` per episode; `mode` save | spawn (also a local viewer) | connect (also `url`)."""
+
+    def __init__(self, out_dir: Path, mode: str = "save", url: str = "", app_id: str = "v4s-agent",
+                 run_name: str = "", jpeg_quality: int = 90) -> None:
+        super().__init__(out_dir, ".rrd")
         self.rr = _rerun()
         self.rec = None
-        self.app_id, self.recording_id = app_id, recording_id
-        self._executed: list[list[float]] = []
-        self._map_xform: Any = None
+        self.mode, self.url, self.app_id, self.run_name = mode, url or DEFAULT_RERUN_URL, app_id, run_name
+        self.jpeg_quality = jpeg_quality
+        self._clip_counter = 0
+        self._overlays: set[str] = set()
 
     @property
     def enabled(self) -> bool:
         return self.rec is not None
 
-    # ----------------------------------------------------------------------------- observer
-    def on_start(self, env: NavEnv, episode: Episode) -> None:
+    def _image(self, img: np.ndarray) -> Any:
+        return self.rr.Image(np.ascontiguousarray(img)).compress(jpeg_quality=self.jpeg_quality)
+
+    def start(self, env: NavEnv, episode: Episode) -> None:
         if self.rr is None:
             return
         rr = self.rr
-        self.rec = rr.RecordingStream(self.app_id, recording_id=self.recording_id)
-        self.rec.save(self.path)
-        self.K = intrinsics_of(env)
-        self.W, self.H = env.width, env.height
-        self._executed = []
-        self._map_path: list[list[float]] = []
-        rec = self.rec
+        rec = rr.RecordingStream(self.app_id, recording_id=f"{self.run_name}-{episode.episode_id}")
+        sinks: list[Any] = [rr.FileSink(str(self.path))]
+        if self.mode == "spawn":
+            rr.spawn(connect=False, recording=rec)
+            sinks.append(rr.GrpcSink())
+        elif self.mode == "connect":
+            sinks.append(rr.GrpcSink(self.url))
+        rec.set_sinks(*sinks)
+        rec.send_blueprint(episode_blueprint(getattr(env, "has_depth", True)))
+        self.rec = rec
         rec.log("world", rr.ViewCoordinates.RIGHT_HAND_Y_UP, static=True)
         rec.log("episode", rr.TextDocument(f"episode {episode.episode_id}: find {episode.target_category} "
                                             f"(scene seed {episode.scene_seed}, geodesic start distance "
                                             f"{episode.geodesic_start_distance:.2f} m)"), static=True)
-        self._log_targets(env, episode)
-        self._log_map(env)
+        if self.targets:
+            mins = np.array([a for a, _ in self.targets], dtype=np.float32)
+            maxs = np.array([b for _, b in self.targets], dtype=np.float32)
+            rec.log("world/target", rr.Boxes3D(mins=mins, sizes=maxs - mins, colors=[TARGET_COLOUR],
+                                               labels=[episode.target_category] * len(mins)), static=True)
+        self._log_scene(env, episode)
+        self._log_map(episode)
+        rec.log("world/camera/image", rr.Pinhole(image_from_camera=self.K_env, resolution=[env.width, env.height],
+                                                 camera_xyz=rr.ViewCoordinates.RUB, image_plane_distance=0.3), static=True)
 
-    def _log_targets(self, env: NavEnv, episode: Episode) -> None:
-        scene = getattr(env, "scene", None)
-        objs = getattr(scene, "objects", None) or []
-        tgt = [o for o in objs if getattr(o, "instance_id", None) in set(episode.target_instance_ids)]
-        if not tgt:
-            return
-        rr = self.rr
-        mins = np.array([o.aabb_min for o in tgt], dtype=np.float32)
-        maxs = np.array([o.aabb_max for o in tgt], dtype=np.float32)
-        self.rec.log("world/target", rr.Boxes3D(mins=mins, sizes=maxs - mins, colors=[TARGET_COLOUR], labels=[episode.target_category] * len(tgt)), static=True)
-
-    def _log_map(self, env: NavEnv) -> None:
-        grid = getattr(env, "navgrid", None)
-        if grid is None or not hasattr(grid, "to_image"):
+    def _log_scene(self, env: NavEnv, episode: Episode) -> None:
+        """The embedded world's geometry through the glb exporter (other backends have no mesh here)."""
+        cfg = getattr(env, "cfg", None)
+        if getattr(env, "assets", None) is None or cfg is None:
             return
         try:
-            img = np.asarray(grid.to_image())
-        except Exception as e:  # the map is a nice-to-have
-            log.info("no top-down map: %s", e)
+            from envs.embedded.export import export_glb
+
+            with tempfile.TemporaryDirectory() as d:
+                glb, _ = export_glb(episode.scene_seed, d, cfg)
+                self.rec.log("world/scene", self.rr.Asset3D(contents=glb.read_bytes(), media_type="model/gltf-binary"), static=True)
+        except Exception as e:  # the mesh is a nice-to-have: never fail an episode over it
+            log.info("no scene mesh in the recording: %s", e)
+
+    def _log_map(self, episode: Episode) -> None:
+        if self.map is None:
             return
-        if img.ndim == 2:
-            img = np.repeat((img.astype(np.float32) / max(float(img.max()), 1.0) * 255).astype(np.uint8)[..., None], 3, axis=2)
-        self.rec.log("map/topdown", self.rr.Image(img), static=True)
-        if hasattr(grid, "cell_of"):  # (row, col) of a world (x, z): the map image's (v, u)
-            self._map_xform = grid.cell_of
+        rr = self.rr
+        self.rec.log("map", rr.AnnotationContext([
+            (1, "executed path", EXEC_COLOUR), (2, "agent", EXEC_COLOUR), (3, f"target: {episode.target_category}", TARGET_COLOUR),
+            (4, "agent's goal", GOAL_COLOUR), (5, "start", (255, 255, 255))]), static=True)
+        self.rec.log("map/image", self._image(self.map.image), static=True)
+        self.rec.log("map/legend", rr.TextDocument(
+            "blue line: executed path · blue dot: agent · red box: target · green cross: agent's goal · white dot: start"), static=True)
+        if self.targets:
+            boxes = [[*self.map.uv(a), *self.map.uv(b)] for a, b in self.targets]
+            self.rec.log("map/target", rr.Boxes2D(array=boxes, array_format=rr.Box2DFormat.XYXY, class_ids=[3] * len(boxes),
+                                                  labels=[f"target: {episode.target_category}"] * len(boxes)), static=True)
+        self.rec.log("map/start", rr.Points2D([self.map.uv(episode.start.xyz)], radii=2.5, class_ids=[5], labels=["start"]), static=True)
 
     def _log_pose(self, pose: Pose) -> None:
         rr = self.rr
         q = pose_rotation(pose).as_quat()  # x, y, z, w
         self.rec.log("world/camera", rr.Transform3D(translation=pose.xyz, quaternion=rr.Quaternion(xyzw=q)))
-        self.rec.log("world/camera/image", rr.Pinhole(image_from_camera=self.K, resolution=[self.W, self.H], camera_xyz=rr.ViewCoordinates.RUB))
-        self._executed.append([float(v) for v in pose.xyz])
-        if len(self._executed) > 1:
-            self.rec.log("world/executed_path", rr.LineStrips3D([self._executed], colors=[EXEC_COLOUR]))
-        if self._map_xform is not None:
-            try:
-                iz, ix = self._map_xform(np.array([pose.position[0], pose.position[2]]))
-                self._map_path.append([ix + 0.5, iz + 0.5])
-                self.rec.log("map/topdown/agent", rr.Points2D([self._map_path[-1]], radii=3.0, colors=[EXEC_COLOUR]))
-                if len(self._map_path) > 1:
-                    self.rec.log("map/topdown/path", rr.LineStrips2D([self._map_path], colors=[EXEC_COLOUR]))
-            except Exception:
-                self._map_xform = None
+        if len(self.executed) > 1:
+            self.rec.log("world/executed_path", rr.LineStrips3D([self.executed], colors=[EXEC_COLOUR]))
+        if self.map is not None:
+            uv = [self.map.uv(p) for p in self.executed]
+            self.rec.log("map/agent", rr.Points2D([uv[-1]], radii=3.0, class_ids=[2]))
+            if len(uv) > 1:
+                self.rec.log("map/path", rr.LineStrips2D([uv], class_ids=[1]))
 
-    def on_observation(self, step: int, obs: Observation) -> None:
+    def observe(self, step: int, obs: Observation) -> None:
         if self.rec is None:
             return
-        rr = self.rr
-        self.rec.set_time("step", sequence=step)
+        rr, rec = self.rr, self.rec
+        rec.set_time("step", sequence=step)
         if obs.pose is not None:
             self._log_pose(obs.pose)
-        self.rec.log("world/camera/image/rgb", rr.Image(obs.rgb))
-        if obs.depth is not None:
-            self.rec.log("world/camera/image/depth", rr.DepthImage(np.nan_to_num(obs.depth).astype(np.float32), meter=1.0))
+        rec.log("world/camera/image/rgb", self._image(obs.rgb))
+        if obs.depth is not None:  # uint16 millimetres: lossless at 1 mm up to 65 m, half of float32
+            mm = np.clip(np.nan_to_num(obs.depth, nan=0.0, posinf=0.0) * 1000.0, 0, 65535).astype(np.uint16)
+            rec.log("world/camera/image/depth", rr.DepthImage(mm, meter=1000.0))
+        for k, v in self.metrics.items():
+            if math.isfinite(v):
+                rec.log(f"metrics/{k}", rr.Scalars(v))
+        if math.isfinite(self.box_score):
+            rec.log("metrics/box_score", rr.Scalars(self.box_score))
 
-    def on_plan(self, step: int, plan: Plan) -> None:
+    def _overlay(self, path: str, archetype: Any | None) -> None:
+        """Log an overlay, or clear it when this plan has none (no stale boxes over a new frame)."""
+        if archetype is not None:
+            self.rec.log(path, archetype)
+            self._overlays.add(path)
+        elif path in self._overlays:
+            self.rec.log(path, self.rr.Clear(recursive=False))
+            self._overlays.discard(path)
+
+    def show_plan(self, step: int, plan: Plan) -> None:
         if self.rec is None:
             return
         rr, rec = self.rr, self.rec
         rec.set_time("step", sequence=step)
         rec.log("metrics/seconds_per_plan", rr.Scalars(plan.seconds))
         rec.log("plan/note", rr.TextLog(plan.note or "(no note)"))
-        for vi, video in enumerate(plan.videos[:4]):
-            frames = np.asarray(video.frames)
-            if frames.dtype != np.uint8 or frames.ndim != 5:
-                continue
-            base = f"imagination/{video.mode}_{vi}"
-            rec.log(f"{base}/sheet", rr.Image(contact_sheet(frames)))
-            samples = plan.samples[vi] if vi < len(plan.samples) else []
-            s_idx = plan.chosen[1] if plan.chosen and plan.chosen[0] == vi else 0
-            last = frames[s_idx, -1]
-            rec.log(f"{base}/last", rr.Image(last))
-            boxes = [d.box for d in samples if d.box is not None]
-            if boxes:
-                rec.log(f"{base}/last/boxes", rr.Boxes2D(array=[[b.x0, b.y0, b.x1, b.y1] for b in boxes], array_format=rr.Box2DFormat.XYXY,
-                                                         labels=[f"{b.score:.2f}" for b in boxes], colors=[(0, 255, 0)]))
-        if plan.path_world:
-            rec.log("world/plan/readback_path", rr.LineStrips3D([[list(p.xyz) for p in plan.path_world]], colors=[PLAN_COLOUR]))
-        if plan.target_world is not None:
-            rec.log("world/plan/target_estimate", rr.Points3D([plan.target_world], radii=0.08, colors=[TARGET_COLOUR]))
-        if plan.map_image is not None:
-            rec.log("map/agent_map", rr.Image(plan.map_image))
-        if plan.belief_image is not None:  # the target belief as a layer over the agent's map
+        box = path2d = None
+        if self.clip is not None:
+            F, H, W = self.clip.shape[:3]
+            # every frame of the executed sample, on its own timeline too: the clip plays in the viewer
+            for k in range(F):
+                rec.set_time("imagined_frame", sequence=self._clip_counter + k)
+                rec.log("imagination/clip", self._image(self.clip[k]))
+            self._clip_counter += F
+            rec.disable_timeline("imagined_frame")
+            if self.box is not None:
+                b = self.box
+                box = rr.Boxes2D(array=[[b.x0, b.y0, b.x1, b.y1]], array_format=rr.Box2DFormat.XYXY,
+                                 labels=[f"read-back box {b.score:.2f}"], colors=[BOX_COLOUR])
+            uv = self.readback_uv(0, H, W)
+            if uv is not None:
+                path2d = rr.LineStrips2D([uv], colors=[PLAN_COLOUR], labels=["read-back path"])
+        else:
+            self._overlay("imagination/clip", None)
+        self._overlay("imagination/clip/box", box)
+        self._overlay("imagination/clip/path", path2d)
+        self._overlay("world/plan/readback_path", rr.LineStrips3D([[list(p.xyz) for p in plan.path_world]], colors=[PLAN_COLOUR])
+                      if plan.path_world else None)
+        self._overlay("world/plan/target_estimate", rr.Points3D([plan.target_world], radii=0.08, colors=[TARGET_COLOUR])
+                      if plan.target_world is not None else None)
+        goal = None
+        if self.map is not None and self.goal is not None:
+            goal = rr.Points2D([self.map.uv(self.goal)], radii=4.0, class_ids=[4], labels=["agent's goal"])
+        self._overlay("map/goal", goal)
+        self._overlay("agent_map/image", self._image(plan.map_image) if plan.map_image is not None else None)
+        belief = None
+        if plan.belief_image is not None:  # the target belief as a red layer over the agent's map
             heat = np.zeros((*plan.belief_image.shape, 4), dtype=np.uint8)
             heat[..., 0], heat[..., 3] = 255, plan.belief_image
-            rec.log("map/agent_map/belief", rr.Image(heat))
+            belief = self.rr.Image(heat)
+        self._overlay("agent_map/image/belief", belief)
+        hyp = None
         if plan.hypotheses is not None and len(plan.hypotheses):
             h = np.asarray(plan.hypotheses, dtype=np.float32)
-            rec.log("world/plan/hypotheses", rr.Points3D(h[:, :3], radii=0.05 + 0.1 * np.clip(h[:, 3], 0, 1), colors=[(255, 160, 0)]))
+            hyp = rr.Points3D(h[:, :3], radii=0.05 + 0.1 * np.clip(h[:, 3], 0, 1), colors=[(255, 160, 0)])
+        self._overlay("world/plan/hypotheses", hyp)
 
-    def on_end(self, result: Any) -> None:
+    def finish(self, result: Any) -> None:
         if self.rec is None:
             return
-        rr, rec = self.rr, self.rec
-        rec.set_time("step", sequence=max(len(result.trace.actions), 0))
-        m = result.metrics
-        for k in ("success", "spl", "soft_spl", "distance_to_goal", "path_length"):
-            v = getattr(m, k)
-            if v is not None and math.isfinite(float(v)):
-                rec.log(f"metrics/{k}", rr.Scalars(float(v)))
-        rec.flush()
-        self.close()
+        self.rec.set_time("step", sequence=max(len(result.trace.actions), 0))
+        for k, v in self.metrics.items():
+            if math.isfinite(v):
+                self.rec.log(f"metrics/{k}", self.rr.Scalars(v))
 
     def close(self) -> None:
         if self.rec is not None:
+            rec, self.rec = self.rec, None
             try:
-                self.rec.flush()
-                self.rec.disconnect()
-            except Exception:
-                pass
-            self.rec = None
+                rec.flush()
+                rec.disconnect()
+            except Exception as e:  # a viewer that went away must not fail the run
+                log.info("closing the recording: %s", e)
 
 
-class GifRecorder:
-    """Egocentric view | latest imagined last frame (with its box), one GIF frame per step."""
+# ------------------------------------------------------------------------------------- video
+def _fit_height(img: np.ndarray, height: int, nearest: bool = True) -> np.ndarray:
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
 
-    def __init__(self, path: Path, height: int = 128, max_frames: int = 400, fps: float = 8.0) -> None:
-        self.path = Path(path)
-        self.height, self.max_frames, self.fps = height, max_frames, fps
-        self.frames: list[np.ndarray] = []
-        self._imagined: np.ndarray | None = None
 
-    def _fit(self, img: np.ndarray) -> np.ndarray:
-        h, w = img.shape[:2]
-        return cv2.resize(img, (max(1, round(w * self.height / h)), self.height), interpolation=cv2.INTER_NEAREST)
+def _label(img: np.ndarray, text: str, org: tuple[int, int] = (6, 18), scale: float = 0.5) -> None:
+    """Text with a dark outline so it reads on any background (cv2 draws in place)."""
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
-    def on_start(self, env: NavEnv, episode: Episode) -> None:
-        self.frames, self._imagined = [], None
 
-    def on_observation(self, step: int, obs: Observation) -> None:
-        if len(self.frames) >= self.max_frames:
+def _fmt(v: float, spec: str = ".2f") -> str:
+    return format(v, spec) if math.isfinite(v) else "n/a"
+
+
+class VideoRecorder(EpisodeTrack):
+    """habitat-lab style episode video: egocentric | imagined clip (box, path) | map, over a text strip.
+
+    Frames are encoded as they come (MP4 through imageio-ffmpeg's bundled ffmpeg, so a fresh
+    machine needs no system ffmpeg); the file is renamed at the end to carry success and SPL."""
+
+    def __init__(self, out_dir: Path, fmt: str = "mp4", height: int = 256, fps: float = 8.0, max_frames: int = 2000) -> None:
+        super().__init__(out_dir, f".{fmt}")
+        self.fmt, self.height, self.fps, self.max_frames = fmt, height, fps, max_frames
+        self._writer: Any = None
+        self._frames: list[np.ndarray] = []
+        self._size: tuple[int, int] | None = None
+        self.frames_written = 0
+        self.final_path: Path | None = None
+
+    def start(self, env: NavEnv, episode: Episode) -> None:
+        self._frames, self._size, self.frames_written, self.final_path = [], None, 0, None
+        self._tmp = self.path.with_name(self.path.stem + ".part" + self.path.suffix)
+        if self.fmt == "mp4":
+            import imageio.v2 as imageio
+
+            self._writer = imageio.get_writer(self._tmp, format="FFMPEG", fps=self.fps, codec="libx264", quality=7,
+                                              macro_block_size=2, ffmpeg_log_level="error")
+
+    def _panel_map(self) -> np.ndarray:
+        m = self.map
+        if m is None:
+            return np.full((self.height, self.height, 3), 30, np.uint8)
+        s = self.height / m.image.shape[0]
+        img = cv2.resize(m.image, (max(1, round(m.image.shape[1] * s)), self.height), interpolation=cv2.INTER_NEAREST)
+
+        def px(xyz: Any) -> tuple[int, int]:
+            u, v = m.uv(xyz)
+            return round(u * s), round(v * s)
+
+        for a, b in self.targets:
+            cv2.rectangle(img, px(a), px(b), TARGET_COLOUR, 2)
+        if len(self.executed) > 1:
+            cv2.polylines(img, [np.array([px(p) for p in self.executed], np.int32)], False, EXEC_COLOUR, 2, cv2.LINE_AA)
+        if self.goal is not None:
+            cv2.drawMarker(img, px(self.goal), GOAL_COLOUR, cv2.MARKER_CROSS, 14, 2)
+        if self.executed:
+            cv2.circle(img, px(self.executed[-1]), 5, EXEC_COLOUR, -1)
+            if self.heading is not None:  # a short line where the camera looks
+                tip = np.asarray(self.executed[-1]) + 0.6 * self.heading
+                cv2.line(img, px(self.executed[-1]), px(tip), EXEC_COLOUR, 2, cv2.LINE_AA)
+        _label(img, "map", scale=0.45)
+        y = self.height - 8
+        for text, col in (("goal", GOAL_COLOUR), ("target", TARGET_COLOUR), ("path", EXEC_COLOUR)):
+            cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, col, 1, cv2.LINE_AA)
+            y -= 14
+        return img
+
+    def _panel_imagined(self, step: int, width: int) -> np.ndarray:
+        frame, k = self.clip_frame(step)
+        if frame is None:
+            img = np.full((self.height, width, 3), 30, np.uint8)
+            _label(img, "imagined clip: none yet" if self.plan is None else "no imagination in this plan", scale=0.45)
+            return img
+        H, W = frame.shape[:2]
+        s = self.height / H
+        img = cv2.resize(frame, (round(W * s), self.height), interpolation=cv2.INTER_NEAREST)
+        uv = self.readback_uv(k, H, W)
+        if uv is not None:
+            cv2.polylines(img, [np.round(uv * s).astype(np.int32)], False, PLAN_COLOUR, 2, cv2.LINE_AA)
+        if self.box is not None and k == len(self.clip) - 1:
+            b = self.box
+            cv2.rectangle(img, (round(b.x0 * s), round(b.y0 * s)), (round(b.x1 * s), round(b.y1 * s)), BOX_COLOUR, 2)
+            _label(img, f"box {b.score:.2f}", (round(b.x0 * s), max(12, round(b.y0 * s) - 4)), 0.4)
+        _label(img, f"imagined {k + 1}/{len(self.clip)} (plan @ {self.plan_step})", scale=0.45)
+        return img
+
+    def _strip(self, step: int, width: int) -> np.ndarray:
+        m = self.metrics
+        strip = np.full((56, width, 3), 20, np.uint8)
+        _label(strip, f"step {step}   find: {self.episode.target_category}   distance {_fmt(m.get('distance_to_goal', math.nan))} m   "
+                      f"path {_fmt(m.get('path_length', math.nan))} m   success {_fmt(m.get('success', math.nan), '.0f')}   "
+                      f"SPL {_fmt(m.get('spl', math.nan))}   Soft-SPL {_fmt(m.get('soft_spl', math.nan))}", (6, 20), 0.45)
+        note = (self.plan.note if self.plan is not None else "looking around") or "(no note)"
+        _label(strip, f"plan: {note}"[: max(20, width // 7)], (6, 44), 0.45)
+        return strip
+
+    def observe(self, step: int, obs: Observation) -> None:
+        if self.frames_written >= self.max_frames:
             return
-        left = self._fit(obs.rgb)
-        right = self._imagined if self._imagined is not None else np.zeros_like(left)
-        self.frames.append(np.concatenate([left, np.full((self.height, 2, 3), 255, np.uint8), right], axis=1))
+        ego = _fit_height(obs.rgb, self.height)
+        _label(ego, "egocentric", scale=0.45)
+        panels = [ego, self._panel_imagined(step, ego.shape[1]), self._panel_map()]
+        sep = np.full((self.height, 3, 3), 255, np.uint8)
+        top = np.concatenate([panels[0], sep, panels[1], sep, panels[2]], axis=1)
+        frame = np.concatenate([top, self._strip(step, top.shape[1])], axis=0)
+        if self._size is None:
+            self._size = (frame.shape[0] + frame.shape[0] % 2, frame.shape[1] + frame.shape[1] % 2)
+        out = np.zeros((*self._size, 3), np.uint8)  # one size for the whole video (the map never changes size)
+        h, w = min(frame.shape[0], self._size[0]), min(frame.shape[1], self._size[1])
+        out[:h, :w] = frame[:h, :w]
+        self.frames_written += 1
+        if self._writer is not None:
+            self._writer.append_data(out)
+        else:
+            self._frames.append(out)
 
-    def on_plan(self, step: int, plan: Plan) -> None:
-        if not plan.videos:
-            return
-        vi, si = plan.chosen if plan.chosen else (0, 0)
-        frames = np.asarray(plan.videos[min(vi, len(plan.videos) - 1)].frames)
-        if frames.dtype == np.uint8 and frames.ndim == 5:
-            self._imagined = self._fit(frames[min(si, len(frames) - 1), -1])
+    def finish(self, result: Any) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        elif self._frames:
+            import imageio.v2 as imageio
 
-    def on_end(self, result: Any) -> None:
-        self.write()
+            imageio.mimsave(self._tmp, self._frames, duration=1000.0 / self.fps, loop=0)
+            self._frames = []
+        if self._tmp.exists():
+            m = self.metrics
+            tag = f"-success={_fmt(m.get('success', math.nan), '.0f')}-spl={_fmt(m.get('spl', math.nan))}"
+            self.final_path = unused_path(self.path.with_name(self.path.stem + tag + self.path.suffix))
+            self._tmp.rename(self.final_path)
 
-    def write(self) -> None:
-        if not self.frames:
-            return
-        import imageio.v2 as imageio
-
-        w = min(f.shape[1] for f in self.frames)
-        imageio.mimsave(self.path, [f[:, :w] for f in self.frames], duration=1000.0 / self.fps, loop=0)
+    def close(self) -> None:
+        """Called in every path (also a failed episode): release ffmpeg, keep what was recorded."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception as e:
+                log.info("closing the video writer: %s", e)
+            self._writer = None

@@ -44,7 +44,7 @@ def _check(K: np.ndarray, w: int, h: int, where: str) -> None:
 def load_calibration(path: str | Path) -> Calibration:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"calibration file {p} not found; fix env.calibration_file or leave it empty to use env.hfov_deg")
+        raise FileNotFoundError(f"calibration file {p} not found; fix env.config.calibration_file or leave it empty to use env.config.hfov_deg")
     if p.suffix.lower() == ".json":
         try:
             d = json.loads(p.read_text())

@@ -15,12 +15,12 @@ ODOMETRY = ("none", "dead_reckoning", "base")
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
-        raise ValueError(f"env.{name}={value!r} is not one of {list(options)}")
+        raise ValueError(f"env.config.{name}={value!r} is not one of {list(options)}")
 
 
 @dataclass
 class CameraConfig:
-    """Frames from `source`, motion through `base`. Field names are the Hydra keys (env.<field>)."""
+    """Frames from `source`, motion through `base`. Field names are the Hydra keys (env.config.<field>)."""
 
     # --- frames ---
     source: str = "opencv"  # opencv | realsense
@@ -69,20 +69,20 @@ class CameraConfig:
         _choice("odometry", self.odometry, ODOMETRY)
         for n in ("width", "height", "http_retries"):
             if int(getattr(self, n)) < 0:
-                raise ValueError(f"env.{n} must be >= 0, got {getattr(self, n)}")
+                raise ValueError(f"env.config.{n} must be >= 0, got {getattr(self, n)}")
         if (self.width == 0) != (self.height == 0):
-            raise ValueError(f"set both env.width and env.height or neither, got {self.width}x{self.height}")
+            raise ValueError(f"set both env.config.width and env.config.height or neither, got {self.width}x{self.height}")
         for n in ("fps", "frame_timeout_s", "forward_step", "turn_angle_deg", "tilt_angle_deg", "linear_speed",
                   "angular_speed_deg", "http_timeout_s", "ros2_rate_hz", "max_episode_steps", "frames_per_step"):
             v = getattr(self, n)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"env.{n} must be a positive number, got {v!r}")
+                raise ValueError(f"env.config.{n} must be a positive number, got {v!r}")
         for n in ("max_dropped_frames", "settle_s", "http_backoff_s", "sensor_height"):
             if not getattr(self, n) >= 0:
-                raise ValueError(f"env.{n} must be >= 0, got {getattr(self, n)!r}")
+                raise ValueError(f"env.config.{n} must be >= 0, got {getattr(self, n)!r}")
         if not (1.0 < self.hfov_deg < 179.0):
-            raise ValueError(f"env.hfov_deg must be in (1, 179), got {self.hfov_deg}")
+            raise ValueError(f"env.config.hfov_deg must be in (1, 179), got {self.hfov_deg}")
         if self.base == "http" and not self.http_url.startswith(("http://", "https://")):
-            raise ValueError(f"env.base=http needs env.http_url=http://host:port/path, got {self.http_url!r}")
+            raise ValueError(f"env.config.base=http needs env.config.http_url=http://host:port/path, got {self.http_url!r}")
         if self.source == "opencv" and not self.device:
-            raise ValueError("env.device is empty; pass a camera index (0), a stream URL, or a video file")
+            raise ValueError("env.config.device is empty; pass a camera index (0), a stream URL, or a video file")

@@ -50,7 +50,7 @@ class CameraEnv(EpisodeBookkeeping):
             self.width = cfg.width or self._source.width
             self.height = cfg.height or self._source.height
             if self.width <= 0 or self.height <= 0:
-                raise ValueError(f"camera {cfg.device!r} reports no frame size; set env.width and env.height")
+                raise ValueError(f"camera {cfg.device!r} reports no frame size; set env.config.width and env.config.height")
             if calib is None and self._source.K is not None:
                 src = Calibration(self._source.K, self._source.width, self._source.height)
                 calib = src.scaled(self.width, self.height)
@@ -66,6 +66,12 @@ class CameraEnv(EpisodeBookkeeping):
         self._episode: Episode | None = None
         self._n_episodes = 0
         self._reset_counters()
+
+    @property
+    def has_depth(self) -> bool:
+        """Whether observations carry depth (RealSense with env.config.depth=true); planners that read
+        paths back by optical flow need it, and `run` refuses that combination at start."""
+        return bool(getattr(self._source, "has_depth", False))
 
     # --- internals ----------------------------------------------------------------------------
     def _reset_counters(self) -> None:
@@ -152,7 +158,7 @@ class CameraEnv(EpisodeBookkeeping):
 
     def metrics(self) -> EpisodeMetrics:
         """What a rig can measure. Success/SPL need ground truth: NaN. path_length is the base's
-        odometry when env.odometry=base, else the commanded forward distance (dead reckoning)."""
+        odometry when env.config.odometry=base, else the commanded forward distance (dead reckoning)."""
         path = self._odom_path if self.cfg.odometry == "base" else self._commanded
         nan = math.nan
         return EpisodeMetrics(success=nan, spl=nan, soft_spl=nan, distance_to_goal=nan, path_length=path,

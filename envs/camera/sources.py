@@ -1,4 +1,5 @@
-"""Frame sources: OpenCV (device index, RTSP/HTTP URL, video file) and Intel RealSense (optional).
+"""Frame sources: OpenCV (device index, RTSP/HTTP URL, video file, image folder, printf pattern such
+as `frames/%03d.png`) and Intel RealSense (optional).
 
 Two reading disciplines, because they fail differently:
 - replay (video file): every frame in order, `frames_per_step` per action; the end of the file is
@@ -10,6 +11,7 @@ Two reading disciplines, because they fail differently:
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -52,12 +54,81 @@ def _valid(ok: bool, frame: Any) -> bool:
     return bool(ok) and isinstance(frame, np.ndarray) and frame.size > 0
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def image_sequence(device: str) -> list[str] | None:
+    """The files of an image folder (name order) or of a printf pattern (`frames/%03d.png`, numeric
+    order); None when `device` is neither."""
+    if os.path.isdir(device):
+        return sorted(os.path.join(device, f) for f in os.listdir(device) if f.lower().endswith(IMAGE_SUFFIXES))
+    folder, name = os.path.split(device)
+    m = re.search(r"%0?\d*d", name)
+    if m is None or "://" in device:
+        return None
+    rx = re.compile(re.escape(name[: m.start()]) + r"(\d+)" + re.escape(name[m.end():]) + "$")
+    folder = folder or "."
+    found = [(int(mm.group(1)), f) for f in os.listdir(folder) if (mm := rx.match(f))] if os.path.isdir(folder) else []
+    return [os.path.join(folder, f) for _, f in sorted(found)]
+
+
+class ImageSequenceCapture:
+    """The part of cv2.VideoCapture that OpenCVSource uses, over a list of image files.
+
+    Why by hand: OpenCV's image-sequence backend reads printf patterns only (not folders) and
+    needs the numbering to start near 0; this reads both, in order, with the same replay rules
+    (frames_per_step, loop, end of stream) as a video file."""
+
+    def __init__(self, files: list[str]) -> None:
+        import cv2
+
+        self.files, self.pos = list(files), 0
+        first = cv2.imread(self.files[0], cv2.IMREAD_COLOR) if self.files else None
+        self._size = (0, 0) if first is None else first.shape[:2]
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoCapture's name
+        return self._size != (0, 0)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        import cv2
+
+        if self.pos >= len(self.files):
+            return False, None
+        frame = cv2.imread(self.files[self.pos], cv2.IMREAD_COLOR)
+        self.pos += 1
+        return frame is not None, frame
+
+    def get(self, prop: int) -> float:
+        import cv2
+
+        return {cv2.CAP_PROP_FRAME_WIDTH: self._size[1], cv2.CAP_PROP_FRAME_HEIGHT: self._size[0],
+                cv2.CAP_PROP_FRAME_COUNT: len(self.files), cv2.CAP_PROP_POS_FRAMES: self.pos}.get(prop, 0.0)
+
+    def set(self, prop: int, value: float) -> bool:
+        import cv2
+
+        if prop == cv2.CAP_PROP_POS_FRAMES:
+            self.pos = int(value)
+        return True
+
+    def release(self) -> None:
+        self.files = []
+
+
 def resolve_device(device: str, mode: str) -> tuple[int | str, str]:
     """(cv2 target, 'live'|'replay') from the config string."""
     dev: int | str = int(device) if device.strip().lstrip("-").isdigit() else device
     is_url = isinstance(dev, str) and "://" in dev
+    if isinstance(dev, str) and not is_url:
+        files = image_sequence(dev)
+        if files is not None:
+            if not files:
+                raise CameraError(f"no images found for env.config.device={dev!r}; give a folder of images "
+                                  f"({', '.join(IMAGE_SUFFIXES)}) or a pattern such as frames/%03d.png")
+            return dev, "replay" if mode == "auto" else mode
     if isinstance(dev, str) and not is_url and not dev.startswith("/dev/") and not os.path.exists(dev):
-        raise CameraError(f"video file {dev!r} not found; env.device takes a camera index, a stream URL or a video file")
+        raise CameraError(f"video file {dev!r} not found; env.config.device takes a camera index, a stream URL, "
+                          "a video file, an image folder or a pattern such as frames/%03d.png")
     if mode == "auto":
         mode = "replay" if isinstance(dev, str) and not is_url and not dev.startswith("/dev/") else "live"
     return dev, mode
@@ -77,6 +148,9 @@ class OpenCVSource:
         self.frames_per_step, self.loop = frames_per_step, loop
         self.dropped_frames, self._delivered = 0, 0
         target, self.mode = resolve_device(device, mode)
+        files = image_sequence(target) if isinstance(target, str) and "://" not in target else None
+        if capture is None and files:
+            capture = ImageSequenceCapture(files)
         if capture is None:
             ms = int(frame_timeout_s * 1000)
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
@@ -137,7 +211,7 @@ class OpenCVSource:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise CameraError(f"no new frame from camera {self.device!r} within {self.frame_timeout_s:g} s: "
-                                      "unplugged or stalled stream (raise env.frame_timeout_s for slow streams)")
+                                      "unplugged or stalled stream (raise env.config.frame_timeout_s for slow streams)")
                 self._cond.wait(left)
 
     # --- replay -------------------------------------------------------------------------------
@@ -155,7 +229,7 @@ class OpenCVSource:
                 self.dropped_frames += 1
                 if fails > self.max_dropped:
                     raise CameraError(f"video {self.device!r}: {fails} consecutive frames failed to decode at frame "
-                                      f"{int(pos)}; the file is corrupt (re-encode it) or raise env.max_dropped_frames")
+                                      f"{int(pos)}; the file is corrupt (re-encode it) or raise env.config.max_dropped_frames")
                 continue
             if self.loop and self._delivered > 0:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
@@ -163,7 +237,7 @@ class OpenCVSource:
                 if _valid(ok, frame):
                     return frame
             raise StreamEnded(f"video {self.device!r} ended after {self._delivered} delivered frames; "
-                              "set env.loop=true to replay it again, or record a longer video")
+                              "set env.config.loop=true to replay it again, or record a longer video")
 
     def _read_replay(self) -> Frame:
         n = 1 if self._delivered == 0 else self.frames_per_step
@@ -204,12 +278,13 @@ class RealSenseSource:
             from envs.errors import BackendUnavailableError
 
             if importlib.util.find_spec("pyrealsense2") is None:
-                raise BackendUnavailableError("env.source=realsense needs pyrealsense2: `pip install pyrealsense2` "
-                                              "(or `pip install -e .[realsense]`), or use env.source=opencv") from e
+                raise BackendUnavailableError("env.config.source=realsense needs pyrealsense2: `pip install pyrealsense2` "
+                                              "(or `pip install -e .[realsense]`), or use env.config.source=opencv") from e
             raise BackendUnavailableError(f"pyrealsense2 is installed but cannot be imported ({e}); on Linux it "
                                           "needs libusb: `apt-get install libusb-1.0-0`") from e
         self._rs, self.frame_timeout_s, self.dropped_frames = rs, frame_timeout_s, 0
         self.width, self.height, self._depth = width, height, depth
+        self.has_depth = depth
         self._pipe, conf = rs.pipeline(), rs.config()
         if serial:
             conf.enable_device(serial)

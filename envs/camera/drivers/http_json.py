@@ -1,13 +1,13 @@
 """HTTP base: POSTs JSON commands to a robot endpoint, with timeouts, bounded retries, safe stop.
 
-Wire format (one endpoint, `env.http_url`):
+Wire format (one endpoint, `env.config.http_url`):
 - discrete: {"type": "discrete", "action": "move_forward", "amount": 0.25, "unit": "m", "seq": n}
   The robot replies 2xx when the motion is done.
 - velocity: {"type": "velocity", "linear": {x,y,z}, "angular": {x,y,z}, "duration_s": d, "seq": n}
   then, after d seconds, a stop. ROS REP 103 axes (x forward, y left, z up; m/s, rad/s).
 - stop:     {"type": "stop", "linear": 0..., "angular": 0..., "duration_s": 0, "seq": n}
 A reply body may carry {"pose": {"position": [x, y, z], "yaw": r, "pitch": r}} (Habitat frame) for
-`env.odometry=base`.
+`env.config.odometry=base`.
 
 Retries (urllib3 Retry): connection errors and 502/503/504, with exponential backoff. A motion
 command whose reply timed out is never re-sent (the robot may be moving); the driver sends a stop
@@ -117,7 +117,7 @@ class HttpBase:
             raise BaseCommandError(
                 f"http base: {HABITAT_ACTION_NAMES[a]} to {self.url} failed ({_reason(e, self.timeout_s)}); "
                 f"zero velocity {'sent' if ok else 'could not be sent either'}; check the robot endpoint is up "
-                "or raise env.http_timeout_s") from None
+                "or raise env.config.http_timeout_s") from None
         if duration > 0:  # velocity mode: let it move, then stop it ourselves
             time.sleep(duration)
             if not self.stop():

@@ -31,7 +31,7 @@ class ManualBase:
         line = self._in.readline()
         if line == "":
             raise BaseCommandError("manual base: operator input closed (EOF) while waiting for a move; run "
-                                   "interactively, or use env.base=none to replay a video without a robot")
+                                   "interactively, or use env.config.base=none to replay a video without a robot")
         if line.strip().lower() in {"q", "quit", "abort"}:
             self.stop()
             raise BaseCommandError(f"manual base: operator aborted at command {self.commands}")

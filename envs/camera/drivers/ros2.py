@@ -20,9 +20,9 @@ def require_rclpy() -> Any:
     except ImportError as e:
         from envs.errors import BackendUnavailableError
 
-        raise BackendUnavailableError("env.base=ros2 needs rclpy and geometry_msgs: `source /opt/ros/<distro>/"
-                                      "setup.bash` (ROS 2 Humble or newer) in the shell that runs the agent, or "
-                                      "use env.base=http / manual") from e
+        raise BackendUnavailableError("env.config.base=ros2 needs rclpy and geometry_msgs: `source /opt/ros/<distro>/"
+                                      "setup.bash` (ROS 2 Humble or newer) in the shell that runs the agent, or use "
+                                      "env.config.base=manual (or env.config.base=http env.config.http_url=http://ROBOT:8080/cmd)") from e
     return rclpy
 
 
