@@ -11,6 +11,8 @@ import functools
 import importlib.util
 import math
 import os
+import subprocess
+import sys
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -197,28 +199,84 @@ def test_agent_run_episode_drives_camera_env(sim_video):
     env.close()
 
 
-def test_cli_run_on_a_video(tmp_path, sim_video):
-    """`python -m v4s_agent.run env=camera ...` replays the video through the real entry point."""
-    import json
-    import subprocess
-    import sys
-
+def _cli(*args: str) -> subprocess.CompletedProcess:
     root = Path(__file__).resolve().parents[1]
-    if not (root / "v4s_agent" / "run.py").exists():
-        pytest.skip("v4s_agent/run.py not written yet")
+    # a rig has no instance ids: explore finds the target through the imagination's red box
+    cmd = [sys.executable, "-m", "v4s_agent.run", "env=camera", "planner=explore", "model=random", "detector=imagination",
+           "detector.num_samples=1", "episodes=1", "env.config.base=none", "env.config.target_category=chair", "env.config.odometry=dead_reckoning", *args]
+    return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1"})
+
+
+def test_cli_run_on_a_video(tmp_path, sim_video):
+    """`python -m v4s_agent.run env=camera ...` replays the video through the real entry point; the
+    recordings carry the results line's episode id, and a second run never overwrites the first's."""
+    import json
+
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "v4s_agent.run", "env=camera", "planner=explore", "model=none", "episodes=1",
-           "max_steps=12", "rerun=false", "gif=false", f"output_dir={out}", f"env.config.device={sim_video[0]}",
-           "env.config.base=none", "env.config.target_category=chair", "env.config.odometry=dead_reckoning"]
-    env = {**os.environ, "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1"}
-    p = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120, env=env)
     # a rig has no instance segmentation: explore's default oracle detection refuses at start, in one line
+    p = _cli("detector=semantic", f"output_dir={out}", f"env.config.device={sim_video[0]}")
     assert p.returncode == 2 and "detector=imagination" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    cmd = [c if c != "model=none" else "model=random" for c in cmd] + ["detector=imagination", "detector.num_samples=1"]
-    p = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120, env=env)
-    assert p.returncode == 0, p.stderr[-2000:]
-    rec = json.loads((out / "results.jsonl").read_text().splitlines()[0])
-    assert rec["num_steps"] == 12 and rec["target_category"] == "chair" and rec["episode_id"].startswith("camera-")
+    assert not out.exists()
+    args = ["max_steps=12", "rerun=save", "video=mp4", f"output_dir={out}", f"env.config.device={sim_video[0]}"]
+    for _ in range(2):
+        p = _cli(*args)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert json.loads(p.stdout)["episodes"] >= 1
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(recs) == 2 and all(r["num_steps"] == 12 and r["episode_id"].startswith("camera-") for r in recs)
+    rrds = sorted(out.glob("episode_*.rrd"))
+    mp4s = sorted(out.glob("episode_*.mp4"))
+    assert len(rrds) == 2 and len(mp4s) == 2, sorted(out.iterdir())  # two runs, two of each, none overwritten
+    for r in recs:
+        assert any(f.name.startswith(f"episode_{r['episode_id']}") for f in rrds)
+        assert any(f.name.startswith(f"episode_{r['episode_id']}") and "success=na" in f.name for f in mp4s)
+
+
+def test_cli_ended_stream_is_its_own_outcome(tmp_path, sim_video):
+    """A video shorter than the episode: the run stops with `stream_ended`, exit 3 (no episode
+    finished), and the recorders of the cut episode are closed: both files are complete and readable."""
+    import json
+
+    import imageio.v2 as imageio
+
+    out = tmp_path / "out"
+    short = _write_video(tmp_path / "short.avi", sim_video[1][:5])
+    p = _cli("max_steps=12", "rerun=save", "video=mp4", f"output_dir={out}", f"env.config.device={short}")
+    assert p.returncode == 3, p.stderr[-2000:]
+    summary = json.loads(p.stdout)
+    assert summary["stream_ended"] is True and summary["episodes"] == 0 and summary["errors"] == 0
+    assert p.stderr.count("ended after 5 delivered frames") == 1 and "Traceback" not in p.stderr
+    (part,) = out.glob("episode_*.part.mp4")  # what was recorded before the end, finalised by close()
+    with imageio.get_reader(part) as r:
+        assert r.count_frames() == 5
+    (rrd,) = out.glob("episode_*.rrd")
+    exe = Path(sys.executable).with_name("rerun")
+    assert subprocess.run([str(exe), "rrd", "verify", str(rrd)], capture_output=True, timeout=60).returncode == 0
+
+
+def test_flow_readback_without_depth_is_refused_at_start(tmp_path, sim_video):
+    out = tmp_path / "out"
+    p = _cli("planner=grounding", "model=random", f"output_dir={out}", f"env.config.device={sim_video[0]}")
+    assert p.returncode == 2 and not out.exists()
+    assert p.stderr.strip().splitlines()[-1].startswith("error: planner.readback=flow needs depth") and "planner.readback=idm" in p.stderr
+
+
+@pytest.mark.parametrize("layout", ["folder", "pattern"])
+def test_image_folder_and_pattern_are_sources(tmp_path, sim_video, layout):
+    frames = sim_video[1][:4]
+    for i, f in enumerate(frames):  # numbered from 1, unpadded past 9 would sort wrongly by name: use %03d
+        cv2.imwrite(str(tmp_path / f"frame_{i + 1:03d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    (tmp_path / "notes.txt").write_text("not an image")
+    device = str(tmp_path) if layout == "folder" else str(tmp_path / "frame_%03d.png")
+    with make_env("camera", _cfg(device)) as env:
+        assert (env.width, env.height) == (W, H)
+        got = [env.reset().rgb] + [env.step(Action.TURN_LEFT).rgb for _ in range(3)]
+        assert all(np.array_equal(g, f) for g, f in zip(got, frames))  # PNG is lossless: exact frames, in order
+        with pytest.raises(StreamEnded):
+            env.step(Action.TURN_LEFT)
+    with pytest.raises(CameraError, match="no images found"):
+        make_env("camera", _cfg(str(tmp_path / "nothing_%03d.png")))
 
 
 # ----------------------------------------------------------------------------------- faults

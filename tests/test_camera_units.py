@@ -96,7 +96,7 @@ HINT_FILES = sorted((Path(__file__).resolve().parents[1] / "envs" / "camera").rg
 HINT = re.compile(r"\b(env\.config|planner)\.([a-z_]+)(?:=([\w:/.+-]+))?")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _apply(group: str, overrides: tuple[str, ...]):
     from v4s_agent.config import compose_run_config
 

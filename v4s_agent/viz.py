@@ -169,7 +169,10 @@ class EpisodeTrack:
         t0 = time.perf_counter()
         m = result.metrics
         self.metrics = {k: _num(getattr(m, k, None)) for k in ("success", "spl", "soft_spl", "distance_to_goal", "path_length")}
-        self.finish(result)
+        try:
+            self.finish(result)
+        except Exception as e:  # a recording problem never costs the episode its results line
+            log.warning("could not finish %s: %s", self.path, e)
         self.seconds += time.perf_counter() - t0
         self.close()
 
@@ -438,8 +441,8 @@ def _label(img: np.ndarray, text: str, org: tuple[int, int] = (6, 18), scale: fl
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def _fmt(v: float, spec: str = ".2f") -> str:
-    return format(v, spec) if math.isfinite(v) else "n/a"
+def _fmt(v: float, spec: str = ".2f", missing: str = "n/a") -> str:
+    return format(v, spec) if math.isfinite(v) else missing
 
 
 class VideoRecorder(EpisodeTrack):
@@ -555,7 +558,7 @@ class VideoRecorder(EpisodeTrack):
             self._frames = []
         if self._tmp.exists():
             m = self.metrics
-            tag = f"-success={_fmt(m.get('success', math.nan), '.0f')}-spl={_fmt(m.get('spl', math.nan))}"
+            tag = f"-success={_fmt(m.get('success', math.nan), '.0f', 'na')}-spl={_fmt(m.get('spl', math.nan), '.2f', 'na')}"
             self.final_path = unused_path(self.path.with_name(self.path.stem + tag + self.path.suffix))
             self._tmp.rename(self.final_path)
 
