@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -219,32 +218,55 @@ class EpisodeTrack:
             return None
         u = K[0, 0] * pc[keep, 0] / z[keep] + K[0, 2]
         v = -K[1, 1] * pc[keep, 1] / z[keep] + K[1, 2]
-        return np.stack([u, v], axis=1)
+        # points below the frame (the floor under the camera) are clamped to its edge: the overlay never
+        # grows the view beyond the image
+        return np.stack([np.clip(u, 0, width), np.clip(v, 0, height)], axis=1)
 
 
 # ------------------------------------------------------------------------------------- Rerun
-def episode_blueprint(has_depth: bool = True) -> Any:
-    """Egocentric RGB and depth side by side first, then the imagined clip, the 3D world, the map, the plots."""
+def contact_sheet(videos: np.ndarray, max_cols: int = 8) -> np.ndarray:
+    """(S, F, H, W, 3) -> one image: a row per sample, up to `max_cols` evenly spaced frames (last kept)."""
+    S, F = videos.shape[:2]
+    cols = np.unique(np.linspace(0, F - 1, min(F, max_cols)).round().astype(int))
+    rows = [np.concatenate([videos[s, c] for c in cols], axis=1) for s in range(S)]
+    return np.concatenate(rows, axis=0)
+
+
+def episode_blueprint(has_depth: bool = True, bounds: tuple[float, float, float, float] | None = None) -> Any:
+    """Egocentric RGB and depth side by side first, then the imagined clip, the 3D world (looking
+    down into the scene's floor-plane `bounds` when known), the map, the plots."""
     import rerun.blueprint as rrb
 
     top = [rrb.Spatial2DView(name="egocentric RGB", origin="world/camera/image", contents=["$origin/rgb"])]
     if has_depth:
         top.append(rrb.Spatial2DView(name="depth", origin="world/camera/image", contents=["$origin/depth"]))
-    top.append(rrb.Spatial2DView(name="imagined clip", origin="imagination"))
+    top.append(rrb.Tabs(rrb.Spatial2DView(name="imagined clip", origin="imagination"),
+                        rrb.Spatial2DView(name="all samples", origin="imagination_samples")))
     plots = rrb.Vertical(
         rrb.TimeSeriesView(name="distance to goal, path length (m)", origin="metrics", contents=["$origin/distance_to_goal", "$origin/path_length"]),
         rrb.TimeSeriesView(name="success, SPL, Soft-SPL, box score", origin="metrics", contents=["$origin/success", "$origin/spl", "$origin/soft_spl", "$origin/box_score"]),
     )
-    maps = rrb.Tabs(rrb.Spatial2DView(name="top-down map: path, target (red), goal (green)", origin="map"),
+    maps = rrb.Tabs(rrb.Spatial2DView(name="map: path (blue), target (red), goal (green)", origin="map"),
                     rrb.Spatial2DView(name="agent's map", origin="agent_map"))
     bottom = rrb.Horizontal(
-        rrb.Spatial3DView(name="3D world", origin="world"),
+        rrb.Spatial3DView(name="3D world", origin="world", eye_controls=_eye(bounds)),
         maps,
         plots,
         column_shares=[3, 2, 2],
     )
-    return rrb.Blueprint(rrb.Vertical(rrb.Horizontal(*top), bottom, row_shares=[1, 1]),
-                         rrb.SelectionPanel(state="collapsed"), rrb.BlueprintPanel(state="collapsed"), auto_views=False)
+    return rrb.Blueprint(rrb.Vertical(rrb.Horizontal(*top), bottom, row_shares=[1, 1]), rrb.SelectionPanel(state="collapsed"),
+                         rrb.BlueprintPanel(state="collapsed"), rrb.TimePanel(state="collapsed"), auto_views=False)
+
+
+def _eye(bounds: tuple[float, float, float, float] | None) -> Any:
+    """A 3D eye above the scene, looking down at its centre from the +z side."""
+    if bounds is None:
+        return None
+    import rerun.blueprint as rrb
+
+    x0, z0, x1, z1 = bounds
+    cx, cz, r = (x0 + x1) / 2, (z0 + z1) / 2, max(x1 - x0, z1 - z0)
+    return rrb.EyeControls3D(position=[cx, 1.1 * r, cz + 0.55 * r], look_target=[cx, 0.0, cz], eye_up=[0.0, 1.0, 0.0])
 
 
 class RerunRecorder(EpisodeTrack):
@@ -279,7 +301,8 @@ class RerunRecorder(EpisodeTrack):
         elif self.mode == "connect":
             sinks.append(rr.GrpcSink(self.url))
         rec.set_sinks(*sinks)
-        rec.send_blueprint(episode_blueprint(getattr(env, "has_depth", True)))
+        bounds = getattr(getattr(env, "scene", None), "bounds", None)
+        rec.send_blueprint(episode_blueprint(getattr(env, "has_depth", True), bounds))
         self.rec = rec
         rec.log("world", rr.ViewCoordinates.RIGHT_HAND_Y_UP, static=True)
         rec.log("episode", rr.TextDocument(f"episode {episode.episode_id}: find {episode.target_category} "
@@ -296,16 +319,15 @@ class RerunRecorder(EpisodeTrack):
                                                  camera_xyz=rr.ViewCoordinates.RUB, image_plane_distance=0.3), static=True)
 
     def _log_scene(self, env: NavEnv, episode: Episode) -> None:
-        """The embedded world's geometry through the glb exporter (other backends have no mesh here)."""
-        cfg = getattr(env, "cfg", None)
-        if getattr(env, "assets", None) is None or cfg is None:
+        """The embedded world's geometry through the glb exporter, ceilings left out so the 3D view
+        looks into the rooms (other backends have no mesh here)."""
+        scene = getattr(env, "scene", None)
+        if scene is None or not hasattr(scene, "parts"):
             return
         try:
-            from envs.embedded.export import export_glb
+            from envs.embedded.export import scene_glb
 
-            with tempfile.TemporaryDirectory() as d:
-                glb, _ = export_glb(episode.scene_seed, d, cfg)
-                self.rec.log("world/scene", self.rr.Asset3D(contents=glb.read_bytes(), media_type="model/gltf-binary"), static=True)
+            self.rec.log("world/scene", self.rr.Asset3D(contents=scene_glb(scene, ceilings=False), media_type="model/gltf-binary"), static=True)
         except Exception as e:  # the mesh is a nice-to-have: never fail an episode over it
             log.info("no scene mesh in the recording: %s", e)
 
@@ -313,17 +335,13 @@ class RerunRecorder(EpisodeTrack):
         if self.map is None:
             return
         rr = self.rr
-        self.rec.log("map", rr.AnnotationContext([
-            (1, "executed path", EXEC_COLOUR), (2, "agent", EXEC_COLOUR), (3, f"target: {episode.target_category}", TARGET_COLOUR),
-            (4, "agent's goal", GOAL_COLOUR), (5, "start", (255, 255, 255))]), static=True)
         self.rec.log("map/image", self._image(self.map.image), static=True)
         self.rec.log("map/legend", rr.TextDocument(
-            "blue line: executed path · blue dot: agent · red box: target · green cross: agent's goal · white dot: start"), static=True)
+            "blue line: executed path · blue dot: agent · red boxes: target · green dot: agent's goal · white dot: start"), static=True)
         if self.targets:
             boxes = [[*self.map.uv(a), *self.map.uv(b)] for a, b in self.targets]
-            self.rec.log("map/target", rr.Boxes2D(array=boxes, array_format=rr.Box2DFormat.XYXY, class_ids=[3] * len(boxes),
-                                                  labels=[f"target: {episode.target_category}"] * len(boxes)), static=True)
-        self.rec.log("map/start", rr.Points2D([self.map.uv(episode.start.xyz)], radii=2.5, class_ids=[5], labels=["start"]), static=True)
+            self.rec.log("map/target", rr.Boxes2D(array=boxes, array_format=rr.Box2DFormat.XYXY, colors=[TARGET_COLOUR], radii=0.6), static=True)
+        self.rec.log("map/start", rr.Points2D([self.map.uv(episode.start.xyz)], radii=2.5, colors=[(255, 255, 255)]), static=True)
 
     def _log_pose(self, pose: Pose) -> None:
         rr = self.rr
@@ -333,9 +351,9 @@ class RerunRecorder(EpisodeTrack):
             self.rec.log("world/executed_path", rr.LineStrips3D([self.executed], colors=[EXEC_COLOUR]))
         if self.map is not None:
             uv = [self.map.uv(p) for p in self.executed]
-            self.rec.log("map/agent", rr.Points2D([uv[-1]], radii=3.0, class_ids=[2]))
+            self.rec.log("map/agent", rr.Points2D([uv[-1]], radii=3.0, colors=[EXEC_COLOUR]))
             if len(uv) > 1:
-                self.rec.log("map/path", rr.LineStrips2D([uv], class_ids=[1]))
+                self.rec.log("map/path", rr.LineStrips2D([uv], colors=[EXEC_COLOUR], radii=0.6))
 
     def observe(self, step: int, obs: Observation) -> None:
         if self.rec is None:
@@ -371,6 +389,13 @@ class RerunRecorder(EpisodeTrack):
         rec.log("metrics/seconds_per_plan", rr.Scalars(plan.seconds))
         rec.log("plan/note", rr.TextLog(plan.note or "(no note)"))
         box = path2d = None
+        sheets = [np.asarray(v.frames) for v in plan.videos]
+        sheets = [contact_sheet(f) for f in sheets if f.dtype == np.uint8 and f.ndim == 5]
+        # every sample of the plan (a row each, up to 8 frames): what the executed clip was chosen from
+        if sheets:  # videos of one plan may differ in length or size: pad to one width
+            w = max(x.shape[1] for x in sheets)
+            sheets = [np.pad(x, ((0, 0), (0, w - x.shape[1]), (0, 0))) for x in sheets]
+        self._overlay("imagination_samples/sheet", self._image(np.concatenate(sheets, axis=0)) if sheets else None)
         if self.clip is not None:
             F, H, W = self.clip.shape[:3]
             # every frame of the executed sample, on its own timeline too: the clip plays in the viewer
@@ -396,7 +421,7 @@ class RerunRecorder(EpisodeTrack):
                       if plan.target_world is not None else None)
         goal = None
         if self.map is not None and self.goal is not None:
-            goal = rr.Points2D([self.map.uv(self.goal)], radii=4.0, class_ids=[4], labels=["agent's goal"])
+            goal = rr.Points2D([self.map.uv(self.goal)], radii=4.0, colors=[GOAL_COLOUR])
         self._overlay("map/goal", goal)
         self._overlay("agent_map/image", self._image(plan.map_image) if plan.map_image is not None else None)
         belief = None

@@ -8,6 +8,7 @@ meshes draw (`mjbuild.part_surface`), so a renderer that loads the .glb sees the
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from envs.embedded.gl import ensure_backend
 ensure_backend()
 
 from envs.embedded.mjbuild import ROUGHNESS_MATTE, ROUGHNESS_PLAIN, palette_image, palette_uv, part_surface  # noqa: E402
-from envs.embedded.scene import SceneSpec, generate_scene  # noqa: E402
+from envs.embedded.scene import WALL_H, SceneSpec, generate_scene  # noqa: E402
 
 HM3D_SEMANTIC_HEADER = "HM3D Semantic Annotations"
 
@@ -76,6 +77,20 @@ def scene_meshes(scene: SceneSpec) -> list[tuple[str, trimesh.Trimesh, int]]:
     return out
 
 
+def _glb(meshes: list[tuple[str, trimesh.Trimesh, int]]) -> bytes:
+    s = trimesh.Scene()
+    for name, m, _ in meshes:
+        s.add_geometry(m, node_name=name, geom_name=name)
+    return s.export(file_type="glb")
+
+
+def scene_glb(scene: SceneSpec, ceilings: bool = True) -> bytes:
+    """The scene as glb bytes; `ceilings=False` leaves the rooms open from above (for viewers)."""
+    if not ceilings:
+        scene = dataclasses.replace(scene, parts=[p for p in scene.parts if p.centre[1] < WALL_H])
+    return _glb(scene_meshes(scene))
+
+
 def semantic_colour(instance_id: int) -> tuple[int, int, int]:
     """A unique non-black colour per instance id (black = unannotated, e.g. walls)."""
     return (instance_id & 255, (instance_id >> 8) & 255, 128 + ((instance_id >> 16) & 127))
@@ -112,10 +127,7 @@ def export_glb(scene_seed: int, out_dir, cfg: WorldConfig | None = None, hm3d_se
     glb = stem.with_suffix(".glb")
     sidecar = stem.with_name(stem.name + ".semantic.json")
     meshes = scene_meshes(scene)
-    s = trimesh.Scene()
-    for name, m, _ in meshes:
-        s.add_geometry(m, node_name=name, geom_name=name)
-    glb.write_bytes(s.export(file_type="glb"))
+    glb.write_bytes(_glb(meshes))
     if hm3d_semantics:
         write_hm3d_semantics(meshes, scene, stem)
     meta = {
