@@ -77,6 +77,7 @@ class RunConfig:
     rerun: str = "save"
     rerun_url: str = ""  # rerun=connect: a running viewer's gRPC URL (default rerun+http://127.0.0.1:9876/proxy)
     video: str = "mp4"  # episode video with the map and metrics: mp4 | gif | none
+    gif: bool | None = None  # older spelling: gif=false is video=none, gif=true is video=gif
     resume: bool = True  # skip episode_ids already in results.jsonl
     progress: bool = True
 
@@ -87,6 +88,8 @@ class RunConfig:
         check(bool(self.run_name) and "/" not in self.run_name, f"run_name must be a non-empty name without '/', got {self.run_name!r}")
         self.rerun = {"true": "save", "false": "none"}.get(str(self.rerun).lower(), str(self.rerun))  # rerun=true|false too
         self.video = {"false": "none"}.get(str(self.video).lower(), str(self.video))
+        if self.gif is not None:
+            self.video, self.gif = ("gif" if self.gif else "none"), None
         check(self.rerun in ("save", "spawn", "connect", "none"), f"rerun must be save | spawn | connect | none, got {self.rerun!r}")
         check(self.video in ("mp4", "gif", "none"), f"video must be mp4 | gif | none, got {self.video!r}")
         check(isinstance(self.planner, PlannerConfig), "planner must be picked from the planner group: planner=" + "|".join(PLANNERS.names()))
