@@ -195,10 +195,12 @@ class EpisodeTrack:
                 for o in objs if getattr(o, "instance_id", None) in ids]
 
     def clip_frame(self, step: int) -> tuple[np.ndarray | None, int]:
-        """The imagined frame to show at `step`: the clip plays one frame per step, then holds its last."""
+        """The imagined frame to show at `step`: the clip plays over the plan's actions, so it reaches
+        its last frame (the one with the box) as the plan's last action is taken."""
         if self.clip is None:
             return None, -1
-        k = min(max(step - self.plan_step, 0), len(self.clip) - 1)
+        n = max(1, len(self.plan.actions) if self.plan is not None else 1)
+        k = min(len(self.clip) - 1, round(max(step - self.plan_step, 0) * (len(self.clip) - 1) / n))
         return self.clip[k], k
 
     def readback_uv(self, k: int, height: int, width: int) -> np.ndarray | None:
@@ -539,6 +541,15 @@ class VideoRecorder(EpisodeTrack):
             b = self.box
             cv2.rectangle(img, (round(b.x0 * s), round(b.y0 * s)), (round(b.x1 * s), round(b.y1 * s)), BOX_COLOUR, 2)
             _label(img, f"box {b.score:.2f}", (round(b.x0 * s), max(12, round(b.y0 * s) - 4)), 0.4)
+        if k < len(self.clip) - 1:  # inset: the clip's last frame with its read-back box, always in view
+            inset = cv2.resize(self.clip[-1], (img.shape[1] // 3, self.height // 3), interpolation=cv2.INTER_NEAREST)
+            if self.box is not None:
+                si = inset.shape[0] / H
+                b = self.box
+                cv2.rectangle(inset, (round(b.x0 * si), round(b.y0 * si)), (round(b.x1 * si), round(b.y1 * si)), BOX_COLOUR, 1)
+            img[-inset.shape[0] - 2:-2, -inset.shape[1] - 2:-2] = inset
+            cv2.rectangle(img, (img.shape[1] - inset.shape[1] - 3, self.height - inset.shape[0] - 3),
+                          (img.shape[1] - 2, self.height - 2), (255, 255, 255), 1)
         _label(img, f"imagined {k + 1}/{len(self.clip)} (plan @ {self.plan_step})", scale=0.45)
         return img
 
