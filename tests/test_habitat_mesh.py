@@ -142,7 +142,8 @@ def test_cli_env_habitat_oracle_end_to_end_and_missing_scene_skipped(exported, t
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["episode_id"] for r in recs] == [ep.episode_id]
     stem = "episode_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in ep.episode_id)
-    assert (out / f"{stem}.rrd").stat().st_size > 1000 and (out / f"{stem}.gif").stat().st_size > 1000
+    (mp4,) = out.glob(f"{stem}-success=*-spl=*.mp4")
+    assert (out / f"{stem}.rrd").stat().st_size > 1000 and mp4.stat().st_size > 1000
 
 
 @pytest.mark.skipif(habitat_sim_importable(), reason="habitat_sim imports: auto picks it")
