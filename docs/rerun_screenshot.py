@@ -91,10 +91,15 @@ def main() -> int:
     web_port, grpc_port, devtools_port = free_port(), free_port(), free_port()
     procs: list[subprocess.Popen] = []
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+    # compacted chunks: the viewer ingests a few large chunks instead of one message per logged row,
+    # which is what makes a slow (software-rendered, busy) browser take minutes to reach the last step
+    compact = Path(tempfile.mkdtemp()) / args.rrd.name
+    subprocess.run([str(rerun), "rrd", "optimize", str(args.rrd), "-o", str(compact)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # the `rerun` entry point starts a child binary: own process group, so both stop together
         procs.append(subprocess.Popen([str(rerun), "--serve-web", "--bind", "127.0.0.1", "--web-viewer-port", str(web_port),
-                                       "--port", str(grpc_port), str(args.rrd)], stdout=log, stderr=subprocess.STDOUT,
+                                       "--port", str(grpc_port), str(compact)], stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
         wait_http(f"http://127.0.0.1:{web_port}/", 60)
         log.flush()
