@@ -75,9 +75,6 @@ def check_compatible(cfg: RunConfig, env: Any) -> None:
     if getattr(cfg.planner, "readback", None) == "flow" and not getattr(env, "has_depth", True):
         raise SetupError(f"planner.readback=flow needs depth, and env={cfg.env.name} gives none here; "
                          "pass planner.readback=idm (or a depth camera: env.config.source=realsense)")
-    if cfg.planner.name == "explore" and not getattr(env, "has_semantic", True):
-        log.warning("planner=explore recognises the target by the simulator's instance ids, which env=%s does not "
-                    "have: it will explore until max_steps without stopping at the target", cfg.env.name)
 
 
 def make_episode_list(cfg: RunConfig, env: Any) -> list[Any]:

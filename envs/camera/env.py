@@ -73,8 +73,6 @@ class CameraEnv(EpisodeBookkeeping):
         paths back by optical flow need it, and `run` refuses that combination at start."""
         return bool(getattr(self._source, "has_depth", False))
 
-    has_semantic = False  # no instance ids on a rig: semantic detectors see nothing
-
     # --- internals ----------------------------------------------------------------------------
     def _reset_counters(self) -> None:
         self._steps, self._commanded, self._odom_path, self._done, self._called_stop = 0, 0.0, 0.0, False, False
