@@ -199,11 +199,10 @@ def test_agent_run_episode_drives_camera_env(sim_video):
     env.close()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(*args: str, agent: tuple[str, ...] = ("planner=pose_following", "planner.imagine=false", "model=none")) -> subprocess.CompletedProcess:
+    """`python -m v4s_agent.run env=camera` on a video; the default agent needs no model (fast)."""
     root = Path(__file__).resolve().parents[1]
-    # a rig has no instance ids: explore finds the target through the imagination's red box
-    cmd = [sys.executable, "-m", "v4s_agent.run", "env=camera", "planner=explore", "model=random", "detector=imagination",
-           "detector.num_samples=1", "episodes=1", "env.config.base=none", "env.config.target_category=chair", "env.config.odometry=dead_reckoning", *args]
+    cmd = [sys.executable, "-m", "v4s_agent.run", "env=camera", *agent, "episodes=1", "env.config.base=none", "env.config.target_category=chair", "env.config.odometry=dead_reckoning", *args]
     return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1"})
 
@@ -215,16 +214,16 @@ def test_cli_run_on_a_video(tmp_path, sim_video):
 
     out = tmp_path / "out"
     # a rig has no instance segmentation: explore's default oracle detection refuses at start, in one line
-    p = _cli("detector=semantic", f"output_dir={out}", f"env.config.device={sim_video[0]}")
+    p = _cli(f"output_dir={out}", f"env.config.device={sim_video[0]}", agent=("planner=explore", "model=none", "detector=semantic"))
     assert p.returncode == 2 and "detector=imagination" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not out.exists()
-    args = ["max_steps=12", "rerun=save", "video=mp4", f"output_dir={out}", f"env.config.device={sim_video[0]}"]
+    args = ["max_steps=4", "rerun=save", "video=mp4", f"output_dir={out}", f"env.config.device={sim_video[0]}"]
     for _ in range(2):
         p = _cli(*args)
         assert p.returncode == 0, p.stderr[-2000:]
         assert json.loads(p.stdout)["episodes"] >= 1
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(recs) == 2 and all(r["num_steps"] == 12 and r["episode_id"].startswith("camera-") for r in recs)
+    assert len(recs) == 2 and all(r["num_steps"] == 4 and r["episode_id"].startswith("camera-") for r in recs)
     rrds = sorted(out.glob("episode_*.rrd"))
     mp4s = sorted(out.glob("episode_*.mp4"))
     assert len(rrds) == 2 and len(mp4s) == 2, sorted(out.iterdir())  # two runs, two of each, none overwritten
@@ -257,7 +256,7 @@ def test_cli_ended_stream_is_its_own_outcome(tmp_path, sim_video):
 
 def test_flow_readback_without_depth_is_refused_at_start(tmp_path, sim_video):
     out = tmp_path / "out"
-    p = _cli("planner=grounding", "model=random", f"output_dir={out}", f"env.config.device={sim_video[0]}")
+    p = _cli(f"output_dir={out}", f"env.config.device={sim_video[0]}", agent=("planner=grounding", "model=random"))
     assert p.returncode == 2 and not out.exists()
     assert p.stderr.strip().splitlines()[-1].startswith("error: planner.readback=flow needs depth") and "planner.readback=idm" in p.stderr
 
