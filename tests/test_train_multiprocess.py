@@ -46,3 +46,20 @@ def test_two_processes_match_one(tmp_path):
     assert len(one) == len(two) == 5
     for a, b in zip(one, two):
         assert abs(a - b) <= 1e-4 * abs(a), (one, two)
+
+
+def test_eight_gpu_configs_load_in_accelerate():
+    """The 5B recipe's configs are valid accelerate configs (unknown keys are rejected) and say what
+    docs/scaling.md assumes; FSDP wraps the class our transformer's blocks really are."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from models.pipeline import wan22_meta_transformer
+
+    fsdp = ClusterConfig.from_yaml_file(str(ROOT / "models/train_configs/fsdp_8gpu.yaml"))
+    assert (fsdp.distributed_type.value, fsdp.num_processes, fsdp.mixed_precision) == ("FSDP", 8, "bf16")
+    assert fsdp.fsdp_config["fsdp_sharding_strategy"] == "FULL_SHARD" and fsdp.fsdp_config["fsdp_activation_checkpointing"]
+    block_cls = type(wan22_meta_transformer().blocks[0]).__name__
+    assert fsdp.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == block_cls
+    zero3 = ClusterConfig.from_yaml_file(str(ROOT / "models/train_configs/zero3_8gpu.yaml"))
+    assert (zero3.distributed_type.value, zero3.num_processes, zero3.mixed_precision) == ("DEEPSPEED", 8, "bf16")
+    assert zero3.deepspeed_config["zero_stage"] == 3
