@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ class GenerateBenchConfig:
     seed: int = 0
     guidance_scale: float | None = None  # None: the checkpoint's when it does CFG (> 1), else 3
     checkpoint: str = "default"
+    context_latents: str = ""  # "" = the checkpoint's; frame | group (ImaginationConfig.context_latents)
 
 
 @dataclass
@@ -65,6 +67,8 @@ def bench_generate(argv: list[str]) -> dict:
         path = None if ckpt == "default" else ckpt
         pipe, source = load_default_pipeline(path=path), str(path or DEFAULT_CHECKPOINT)
     pipe.settings.num_frames = frames
+    if o.context_latents:  # validated by ImaginationConfig
+        pipe.settings = type(pipe.settings)(**{**vars(pipe.settings), "context_latents": o.context_latents})
     pipe.settings.num_box_frames = min(pipe.settings.num_box_frames, frames - 1)
     pipe.codec.check_target_frames(frames)
     default_gs = pipe.settings.guidance_scale if pipe.settings.guidance_scale > 1 else 3.0
@@ -78,6 +82,7 @@ def bench_generate(argv: list[str]) -> dict:
 
     cpu: dict[bool, list[float]] = {True: [], False: []}
     videos: dict[bool, np.ndarray] = {}
+    shape: dict[str, int] = {}
 
     def run(cache: bool) -> float:
         t, c = time.perf_counter(), time.process_time()
@@ -86,6 +91,7 @@ def bench_generate(argv: list[str]) -> dict:
         assert v.frames.shape[1] == frames
         cpu[cache].append(time.process_time() - c)
         videos[cache] = v.frames
+        shape["context_latent_frames"] = int(v.meta["num_context_frames"])
         return time.perf_counter() - t
 
     run(True)  # warm-up (allocations, text embedding cache)
@@ -109,7 +115,15 @@ def bench_generate(argv: list[str]) -> dict:
             "cache_speedup_min": round(min(without) / min(with_cache), 3),
             "load_average_1min": round(__import__("os").getloadavg()[0], 2), "frames": frames, "context_frames": n_ctx, "steps": steps,
             "guidance_scale": gs, "threads": torch.get_num_threads(), "repeats": repeats, "model": source,
-            "context_attention": pipe.transformer.config.context_attention}
+            "context_attention": pipe.transformer.config.context_attention,
+            "context_latents": pipe.settings.context_latents, **shape,
+            "context_tokens": shape["context_latent_frames"] * _tokens_per_latent_frame(pipe)}
+
+
+def _tokens_per_latent_frame(pipe) -> int:
+    h, w = pipe.latent_hw
+    _, ph, pw = pipe.transformer.config.patch_size
+    return (h // ph) * (w // pw)
 
 
 def parse_size(spec: str) -> dict[str, int]:
@@ -189,3 +203,71 @@ def bench_train(argv: list[str]) -> dict:
         r["flops_vs_first"] = round(r["gflops_per_sample"] / results[0]["gflops_per_sample"], 3)
     return {"sizes": results, "batch_size": bs, "repeats": repeats, "threads": torch.get_num_threads(),
             "context_frames": runs[0][2]["num_context_frames"], "resolution": pipe.settings.height}
+
+
+@dataclass
+class ContextBenchConfig:
+    context_frames: int = 337  # the paper's largest context
+    target_frames: int = 181
+    height: int = 256
+    width: int = 416
+
+
+def wan22_meta_codec() -> Any:
+    """The Wan2.2-TI2V-5B VAE (z 48, ×16 spatial, ×4 temporal) on the meta device: shapes, no memory."""
+    from diffusers import AutoencoderKLWan
+
+    from models.codecs import WanVAECodec
+
+    with torch.device("meta"):
+        vae = AutoencoderKLWan(base_dim=160, decoder_base_dim=256, z_dim=48, is_residual=True, patch_size=2,
+                               in_channels=12, out_channels=12, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                               temperal_downsample=[False, True, True],
+                               scale_factor_spatial=16, scale_factor_temporal=4,
+                               latents_mean=[0.0] * 48, latents_std=[1.0] * 48)
+        return WanVAECodec(vae)
+
+
+def bench_context(argv: list[str]) -> dict:
+    """Context latents and transformer cost at the Wan2.2-TI2V-5B configuration on the meta device:
+    one latent per context frame vs one per temporal group (`context_latents`), through the real VAE
+    encode paths and one full-attention transformer forward (FLOPs from torch's FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models.conditioning import context_groups, rope_positions
+    from models.pipeline import wan22_meta_transformer
+
+    o = parse_overrides(ContextBenchConfig, argv)
+    n, frames, height, width = o.context_frames, o.target_frames, o.height, o.width
+    codec = wan22_meta_codec()
+    tr = wan22_meta_transformer(context_attention="full")
+    x = torch.empty(1, 3, n, height, width, device="meta")
+    fl = codec.num_latent_frames(frames)
+    out: dict[str, Any] = {"config": "Wan2.2-TI2V-5B (meta device)", "context_frames": n, "target_frames": frames,
+                           "target_latent_frames": fl, "height": height, "width": width}
+    for mode in ("frame", "group"):
+        t = time.perf_counter()
+        if mode == "frame":
+            z, idx = codec.encode_context(x), np.arange(n)
+        else:
+            order, last = context_groups(n, codec.temporal_factor)
+            z, idx = codec.encode_context_groups(x[:, :, torch.from_numpy(order)]), last
+        print(f"  {mode}: encoded {n} context frames on meta in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        cp, tp = rope_positions(idx, fl, codec.temporal_factor)
+        h, w = z.shape[-2:]
+        hidden = torch.empty(1, z.shape[1], z.shape[2] + fl, h, w, device="meta")
+        text = torch.empty(1, 512, 4096, device="meta")
+        # RoPE tables are built on the CPU from the positions; on meta only their shape matters for FLOPs
+        n_tok = hidden.shape[2] * (h // tr.config.patch_size[1]) * (w // tr.config.patch_size[2])
+        hd = tr.config.attention_head_dim
+        tr.rotary_embedding = lambda *a, n_tok=n_tok, hd=hd: (torch.empty(1, n_tok, 1, hd, device="meta"),) * 2
+        with FlopCounterMode(display=False) as fc:
+            tr(hidden, torch.zeros(1, device="meta"), text, frame_positions=torch.from_numpy(np.concatenate([cp, tp])),
+               num_context_frames=z.shape[2])
+        _, ph, pw = tr.config.patch_size
+        out[mode] = {"context_latent_frames": int(z.shape[2]), "context_tokens": int(z.shape[2] * (h // ph) * (w // pw)),
+                     "rope_context_step": float(np.median(np.diff(cp))) if len(cp) > 1 else 0.0,
+                     "tflops_per_denoising_step": round(fc.get_total_flops() / 1e12, 1)}
+    out["flops_ratio_frame_over_group"] = round(out["frame"]["tflops_per_denoising_step"]
+                                                / out["group"]["tflops_per_denoising_step"], 2)
+    return out

@@ -9,6 +9,9 @@ transformer, with two rules from the paper:
 
 A context frame's latent is therefore "a static chunk" of that frame: for the tiny codec the frame's
 code is repeated in both halves of the pair; Wan's causal VAE encodes a lone frame as its first chunk.
+`encode_context_groups` is the paper's alternative (ImaginationConfig.context_latents="group"): runs of
+`temporal_factor` consecutive context frames share one latent, made like a target latent (4 frames per
+latent for Wan2.2, so 337 context frames are 85 latents, not 337).
 """
 from __future__ import annotations
 
@@ -43,6 +46,10 @@ class LatentCodec:
         raise NotImplementedError
 
     def encode_context(self, frames: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_context_groups(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, 3, G·temporal_factor, H, W) frames, group after group → (B, C, G, h, w): one latent per group."""
         raise NotImplementedError
 
     def encode_target(self, frames: torch.Tensor) -> torch.Tensor:
@@ -148,6 +155,12 @@ class TinyAutoencoder(ModelMixin, ConfigMixin, LatentCodec):
         z = self._frames_to_codes(frames)  # one latent frame per context frame: a static chunk
         z = z.repeat(1, 1, self.temporal_factor, 1, 1)
         return z.permute(0, 2, 1, 3, 4)
+
+    def encode_context_groups(self, frames: torch.Tensor) -> torch.Tensor:
+        self._check_pixels(frames, "context frames")
+        if frames.shape[2] % self.temporal_factor:
+            raise ValueError(f"context groups need a multiple of {self.temporal_factor} frames, got {frames.shape[2]}")
+        return self.encode_target(frames)  # a group is packed exactly like a target latent frame
 
     def encode_target(self, frames: torch.Tensor) -> torch.Tensor:
         self._check_pixels(frames, "target frames")
@@ -337,6 +350,18 @@ class WanVAECodec(nn.Module, LatentCodec):
         self._check_pixels(frames, "context frames")
         # sparse frames are unrelated in time: encode each alone (1 frame → 1 latent frame)
         return torch.cat([self._encode(frames[:, :, i : i + 1]) for i in range(frames.shape[2])], dim=2)
+
+    def encode_context_groups(self, frames: torch.Tensor) -> torch.Tensor:
+        self._check_pixels(frames, "context frames")
+        tf = self.temporal_factor
+        b, c, n, h, w = frames.shape
+        if n % tf:
+            raise ValueError(f"context groups need a multiple of {tf} frames, got {n}")
+        # each group as the second causal chunk of [g0, g0..g3]: the latent that covers g0..g3, like a
+        # target's later latents (the first chunk of a causal VAE is one frame alone)
+        groups = frames.reshape(b, c, n // tf, tf, h, w).permute(0, 2, 1, 3, 4, 5).reshape(-1, c, tf, h, w)
+        z = self._encode(torch.cat([groups[:, :, :1], groups], dim=2))[:, :, 1]  # (B·G, C, h', w')
+        return z.reshape(b, n // tf, *z.shape[1:]).permute(0, 2, 1, 3, 4)
 
     def encode_target(self, frames: torch.Tensor) -> torch.Tensor:
         self._check_pixels(frames, "target frames")

@@ -67,6 +67,33 @@ def pick_context(num_frames: int, max_frames: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, num_frames - 1, max_frames)).astype(np.int64))
 
 
+def pick_context_groups(num_frames: int, max_frames: int, group: int) -> np.ndarray:
+    """`pick_context` for codecs that encode context in temporal groups: up to `max_frames` frames as
+    runs of `group` consecutive frames, spread evenly, the last run ending on the current view."""
+    if group <= 1:
+        return pick_context(num_frames, max_frames)
+    if num_frames <= max_frames:
+        return np.arange(num_frames)
+    ends = np.unique(np.round(np.linspace(group - 1, num_frames - 1, max(1, max_frames // group))).astype(np.int64))
+    return np.unique(np.concatenate([np.arange(e - group + 1, e + 1) for e in ends]))
+
+
+def context_groups(num_frames: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split `num_frames` context frames (in time order) into temporal groups of `group` frames, counted
+    from the end so the last group ends on the current view. The first group, when short, is padded
+    in front by repeating its first frame (a still camera, as a causal VAE chunk expects).
+
+    Returns (order, last): `order` (G·group,) frame positions to encode, group after group, and
+    `last` (G,) the position of each group's last frame: its RoPE source index, as in a Wan video,
+    whose latent j covers frames 4j-3..4j (so consecutive groups sit 1 apart after dividing by 4)."""
+    if num_frames < 1 or group < 1:
+        raise ValueError(f"need at least one context frame and group >= 1, got {num_frames}, {group}")
+    g = -(-num_frames // group)
+    pad = g * group - num_frames
+    order = np.concatenate([np.zeros(pad, dtype=np.int64), np.arange(num_frames, dtype=np.int64)])
+    return order, order.reshape(g, group)[:, -1].copy()
+
+
 def sample_context_groups(num_frames: int, count: int, group: int, rng: np.random.Generator) -> np.ndarray:
     """Training-time non-contiguous context (paper §3.4): `count` frames drawn as random runs of `group`
     consecutive frames (4 for the real Wan VAE, 1 for the tiny codec), sorted, always ending with the

@@ -27,7 +27,9 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
 from models.codecs import LatentCodec, TinyAutoencoder, WanVAECodec, frames_to_tensor, tensor_to_frames
 from models.conditioning import (
+    context_groups,
     pick_context,
+    pick_context_groups,
     plucker_latent,
     relative_to_first,
     resize_frames,
@@ -58,6 +60,10 @@ class ImaginationConfig:
     navigation_prompt: str = ""
     text_encoder: str = "minilm"  # "minilm" (not stored) | "umt5" (stored under text_encoder/)
     text_max_length: int = 32
+    # context latents: "frame" = one per context frame (how the shipped tiny model was trained);
+    # "group" = one per run of the codec's temporal_factor frames, as the VAE makes them (the paper;
+    # RoPE positions then step by 1 per group instead of 1/temporal_factor per frame)
+    context_latents: str = "frame"
 
     def __post_init__(self) -> None:
         if self.height <= 0 or self.width <= 0:
@@ -70,6 +76,8 @@ class ImaginationConfig:
             raise ValueError("num_inference_steps must be >= 1")
         if self.guidance_scale < 0:
             raise ValueError("guidance_scale must be >= 0 (<= 1 disables CFG)")
+        if self.context_latents not in ("frame", "group"):
+            raise ValueError(f"context_latents must be 'frame' or 'group', got {self.context_latents!r}")
         if self.text_encoder not in ("minilm", "umt5"):
             raise ValueError(f"text_encoder must be 'minilm' or 'umt5', got {self.text_encoder!r}")
 
@@ -162,14 +170,28 @@ class ImaginationPipeline(DiffusionPipeline):
 
     def prepare_context(self, context: VideoContext, max_context_frames: int | None = None
                         ) -> tuple[torch.Tensor, np.ndarray]:
-        """Pick ≤ max context frames (keeping the last = current view), resize, encode one by one."""
+        """Pick ≤ max context frames (keeping the last = current view), resize, encode: one latent per
+        frame, or per temporal group (`settings.context_latents`). Returns the latents and each
+        latent's source index (its RoPE position before dividing by the temporal factor)."""
         if not isinstance(context, VideoContext):
             raise TypeError(f"context must be a models.types.VideoContext, got {type(context).__name__}")
         if len(context.frames) == 0:
             raise ValueError("context has no frames: pass at least the current view")
         m = max_context_frames or self.settings.max_context_frames
-        keep = pick_context(len(context.frames), m)
-        return self.encode_frames(context.frames[keep], as_context=True), context.indices[keep]
+        if self.settings.context_latents == "frame":
+            keep = pick_context(len(context.frames), m)
+            return self.encode_frames(context.frames[keep], as_context=True), context.indices[keep]
+        keep = pick_context_groups(len(context.frames), m, self.codec.temporal_factor)
+        return self.encode_context_groups(context.frames[keep], np.asarray(context.indices)[keep])
+
+    @torch.no_grad()
+    def encode_context_groups(self, frames: np.ndarray, indices: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """uint8 (N, H, W, 3) context frames in time order → (1, C, G, h, w) latents, one per run of
+        `temporal_factor` frames counted from the current view, and (G,) each run's last source index."""
+        order, last = context_groups(len(frames), self.codec.temporal_factor)
+        frames = resize_frames(np.asarray(frames)[order], self.settings.height, self.settings.width)
+        x = frames_to_tensor(frames).permute(1, 0, 2, 3)[None].to(self.device)
+        return self.codec.encode_context_groups(x), np.asarray(indices)[last]
 
     @torch.no_grad()
     def encode_frames(self, frames: np.ndarray, as_context: bool = False) -> torch.Tensor:
@@ -364,7 +386,8 @@ class ImaginationPipeline(DiffusionPipeline):
                                     f"folder: missing {missing}")
         attention = overrides.pop("context_attention", "full")
         defaults = dict(height=256, width=416, num_frames=181, num_box_frames=20, max_context_frames=337,
-                        num_inference_steps=50, guidance_scale=5.0, text_encoder="umt5", text_max_length=512)
+                        num_inference_steps=50, guidance_scale=5.0, text_encoder="umt5", text_max_length=512,
+                        context_latents="group")
         settings = ImaginationConfig.from_dict({**defaults, **overrides})
         kw = {"torch_dtype": dtype} if dtype is not None else {}
         cfg = json.loads((path / "transformer" / "config.json").read_text())

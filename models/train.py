@@ -77,6 +77,9 @@ class TrainConfig:
     mode: str | None = None  # train on "grounding" or "navigation" clips only
     max_context_frames: int = 16
     context_group: int = 0  # 0 = auto: the codec's temporal factor for Wan (4), 1 for the tiny codec
+    # tiny init only: "frame" (one context latent per frame, the default) | "group" (one per run of the codec's
+    # temporal_factor frames, as the VAE makes them; see ImaginationConfig.context_latents)
+    context_latents: str = "frame"
     p_drop_joint: float = 0.1  # text/camera AND context dropped (the unconditional branch of joint CFG)
     p_drop_text: float = 0.05
     p_drop_context: float = 0.05
@@ -106,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"resolution must be 0 (default 64) or a multiple of 16 in [16, 512], got {self.resolution}")
         if min(self.num_layers, self.ffn_dim, self.num_attention_heads) < 0:
             raise ValueError("num_layers, ffn_dim and num_attention_heads must be >= 0 (0 = the tiny default)")
+        if self.context_latents not in ("frame", "group"):
+            raise ValueError(f"context_latents must be 'frame' or 'group', got {self.context_latents!r}")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         if self.mode not in (None, "grounding", "navigation"):
@@ -145,7 +150,8 @@ def init_pipeline(cfg: TrainConfig, first_clip: Clip) -> ImaginationPipeline:
         box = first_clip.num_box_frames if first_clip.mode == "grounding" else 4
         size = {"height": cfg.resolution, "width": cfg.resolution} if cfg.resolution else {}
         settings = ImaginationConfig(num_frames=len(first_clip.target_frames), num_box_frames=box,
-                                     max_context_frames=cfg.max_context_frames, **size)
+                                     max_context_frames=cfg.max_context_frames, context_latents=cfg.context_latents,
+                                     **size)
         sizes = {k: getattr(cfg, k) for k in ("num_layers", "ffn_dim", "num_attention_heads") if getattr(cfg, k)}
         return build_pipeline(tiny_transformer_config(**sizes), codec, shared_minilm(), settings, seed=cfg.seed)
     return ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
@@ -191,7 +197,7 @@ def merge_lora(transformer) -> None:
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class EncodedClip:
-    ctx: torch.Tensor  # (C, N, h, w) float16 latents, one per context frame
+    ctx: torch.Tensor  # (C, N, h, w) float16 latents, one per context frame (or temporal group)
     ctx_idx: np.ndarray  # (N,)
     tgt: torch.Tensor  # (C, Fl, h, w) float16
     camera: torch.Tensor | None  # (6, Fl, h, w) or None (grounding)
@@ -215,14 +221,18 @@ class ClipEncoder:
         if len(clip.target_frames) != s.num_frames:
             raise ValueError(f"clip {idx} has {len(clip.target_frames)} target frames but the model makes "
                              f"{s.num_frames}: write clips of one length (or init a model for that length)")
-        ctx_lat = pipe.encode_frames(clip.context_frames, as_context=True)[0].half().cpu()
+        if s.context_latents == "group":  # one latent per temporal group, as the sampler makes them
+            ctx_lat, ctx_idx = pipe.encode_context_groups(clip.context_frames, clip.context_indices)
+            ctx_lat = ctx_lat[0].half().cpu()
+        else:
+            ctx_lat, ctx_idx = pipe.encode_frames(clip.context_frames, as_context=True)[0].half().cpu(), clip.context_indices
         tgt_lat = pipe.encode_frames(clip.target_frames)[0].half().cpu()
         camera = None
         prompt = clip.instruction
         if clip.mode == "navigation":
             camera = pipe.camera_for(relative_to_first(clip.target_poses), s.num_frames)
             prompt = s.navigation_prompt
-        enc = EncodedClip(ctx_lat, np.asarray(clip.context_indices), tgt_lat, camera, prompt, clip.mode)
+        enc = EncodedClip(ctx_lat, np.asarray(ctx_idx), tgt_lat, camera, prompt, clip.mode)
         self.cache[idx] = enc
         return enc
 
@@ -238,11 +248,12 @@ def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[in
     keep = range(len(indices))[rows or slice(None)]
     clips = {j: encoder(int(indices[j])) for j in keep}
     lengths = [clips[j].ctx.shape[1] for j in range(len(indices))] if lengths is None else lengths
-    n = min([cfg.max_context_frames, *lengths])
-    group = cfg.context_group or (pipe.codec.temporal_factor if not isinstance(pipe.codec, TinyAutoencoder) else 1)
+    tf = pipe.codec.temporal_factor
+    grouped = pipe.settings.context_latents == "group"  # each latent already is a run of tf frames
+    n = max(1, min([cfg.max_context_frames // tf if grouped else cfg.max_context_frames, *lengths]))
+    group = 1 if grouped else cfg.context_group or (tf if not isinstance(pipe.codec, TinyAutoencoder) else 1)
     first = clips[keep[0]]
     fl = first.tgt.shape[1]
-    tf = pipe.codec.temporal_factor
     ctxs, tgts, cams, prompts, positions = [], [], [], [], []
     for j in range(len(indices)):
         pick = sample_context_groups(lengths[j], n, group, rng)

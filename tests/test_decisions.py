@@ -134,7 +134,8 @@ class _Recorder:
                            "camera": None if kwargs.get("camera") is None else kwargs["camera"].detach().clone()})
 
 
-def test_training_and_sampling_build_the_same_conditioning():
+@pytest.mark.parametrize("context_latents", ["frame", "group"])
+def test_training_and_sampling_build_the_same_conditioning(context_latents):
     """One navigation clip through the trainer's batch builder and through the sampler: identical
     RoPE positions, context latents and camera maps, and the same timestep convention (t = 1000·σ,
     x_t = (1 − σ)·x0 + σ·noise)."""
@@ -145,7 +146,7 @@ def test_training_and_sampling_build_the_same_conditioning():
     from models.train import ClipEncoder, TrainConfig, _shift, flow_loss, make_batch, sample_sigmas
     from models.types import VideoContext
 
-    pipe = tiny_pipeline(seed=0, num_frames=8, num_box_frames=0, height=32, width=32)
+    pipe = tiny_pipeline(seed=0, num_frames=8, num_box_frames=0, height=32, width=32, context_latents=context_latents)
     assert pipe.codec.temporal_factor > 1  # else a trainer using factor 1 would not be caught
     clip = make_clip("navigation", seed=3, size=32, num_frames=8, num_context=6)
     rng = np.random.default_rng(0)
@@ -171,15 +172,18 @@ def test_training_and_sampling_build_the_same_conditioning():
     finally:
         rec.handle.remove()
     nc = batch["num_context_frames"]
-    assert nc == len(clip.context_indices)
+    tf = pipe.codec.temporal_factor
+    ctx_idx = clip.context_indices.astype(float)
+    if context_latents == "group":  # 6 frames -> 3 latents, each at its run's last source index
+        ctx_idx = ctx_idx[tf - 1 :: tf]
+    assert nc == len(ctx_idx) == (len(clip.context_indices) // tf if context_latents == "group" else 6)
     for call in sample_calls:
         torch.testing.assert_close(call["positions"].double(), train_call["positions"][0].double(), rtol=0, atol=0)
         torch.testing.assert_close(call["camera"][0].float(), train_call["camera"][0].float(), rtol=0, atol=1e-6)
         torch.testing.assert_close(call["hidden"][0, :, :nc].float(), train_call["hidden"][0, :, :nc].float(),
                                    rtol=0, atol=1e-2)  # training keeps fp16 latents
     # RoPE: context at (index - first) / temporal factor, targets from the last context + gap
-    idx = clip.context_indices.astype(float)
-    want_ctx = (idx - idx[0]) / pipe.codec.temporal_factor
+    want_ctx = (ctx_idx - ctx_idx[0]) / tf
     np.testing.assert_array_equal(train_call["positions"][0, :nc].numpy(), want_ctx)
     fl = batch["x0"].shape[2]
     np.testing.assert_array_equal(train_call["positions"][0, nc:].numpy(),

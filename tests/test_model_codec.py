@@ -88,6 +88,36 @@ def test_wan_vae_codec_sparse_context_and_causal_chunks():
         c.encode_target(x[:, :, :4])
 
 
+def test_context_groups_one_latent_per_temporal_group():
+    """context_latents="group": runs of temporal_factor frames share one latent, made like a target's
+    later latent; counted from the current view, a short first run padded with its first frame."""
+    from diffusers import AutoencoderKLWan
+
+    from models.conditioning import context_groups, pick_context_groups
+
+    order, last = context_groups(5, 2)
+    assert order.tolist() == [0, 0, 1, 2, 3, 4] and last.tolist() == [0, 2, 4]
+    assert len(context_groups(337, 4)[1]) == 85  # the paper's arithmetic: 337 context frames -> 85 latents
+    keep = pick_context_groups(100, 16, 4)
+    assert len(keep) == 16 and keep[-1] == 99 and all(np.diff(keep.reshape(4, 4), axis=1).ravel() == 1)
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1], num_res_blocks=1, temperal_downsample=[True, True],
+                           latents_mean=[0.1] * 4, latents_std=[2.0] * 4, scale_factor_temporal=4, scale_factor_spatial=4)
+    c = WanVAECodec(vae.eval())
+    x = torch.rand(1, 3, 8, 16, 16) * 2 - 1
+    with torch.no_grad():
+        z = c.encode_context_groups(x)
+        second = c.encode_target(torch.cat([x[:, :, 4:5], x[:, :, 4:8]], dim=2))[:, :, 1]
+    assert z.shape == (1, 4, 2, 4, 4)
+    torch.testing.assert_close(z[:, :, 1], second)
+    tiny = TinyAutoencoder().eval()
+    y = torch.rand(1, 3, 4, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(tiny.encode_context_groups(y), tiny.encode_target(y))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        c.encode_context_groups(x[:, :, :3])
+
+
 def test_decoder_finetune_keeps_latent_space_and_red_weight_sharpens_the_box():
     from models.red_box import draw_red_box
 

@@ -1,4 +1,4 @@
-"""Benchmarks (`python -m v4s_agent.bench sim|vector|generate|train|habitat|data|serve [key=value ...]`).
+"""Benchmarks (`python -m v4s_agent.bench sim|vector|generate|train|habitat|data|serve|context [key=value ...]`).
 
 Each prints progress on stderr and ends with ONE JSON line on stdout (the command contract of every measurement).
 Speed targets live here, never in timed tests: ratios are measured side by side in one run.
@@ -14,6 +14,7 @@ BENCHES = {
     "vector": "envs.embedded.bench:bench_vector",
     "generate": "models.bench:bench_generate",
     "train": "models.bench:bench_train",
+    "context": "models.bench:bench_context",
     "habitat": "envs.habitat.bench:bench_habitat",
     "data": "models.data_bench:bench_data",
     "serve": "v4s_agent.serve:bench_serve",
