@@ -133,14 +133,16 @@ def test_loads_a_diffusers_wan_folder(tmp_path):
     sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
     WanPipeline(tokenizer=tok, text_encoder=te, vae=vae, scheduler=sched, transformer=tr).save_pretrained(tmp_path / "wan")
     p = ImaginationPipeline.from_pretrained(tmp_path / "wan", height=16, width=16, num_frames=5, num_box_frames=1,
-                                            num_inference_steps=2, max_context_frames=3, text_max_length=16)
+                                            num_inference_steps=2, max_context_frames=8, text_max_length=16)
     assert type(p.transformer).__name__ == "V4STransformer" and p.settings.text_encoder == "umt5"
     assert torch.count_nonzero(p.transformer.camera_embedding.weight) == 0
     rng = np.random.default_rng(0)
-    c = VideoContext(frames=rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), indices=np.array([0, 4, 8]))
+    c = VideoContext(frames=rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), indices=np.arange(8))
     v = p(c, instruction="find the sofa")
     assert v.frames.shape == (1, 5, 16, 16, 3)
-    assert v.meta["rope_context"] == [0.0, 1.0, 2.0]  # source indices ÷ 4 (Wan's temporal factor)
+    # a Wan folder encodes context in the VAE's groups of 4: 8 frames -> 2 latents at source indices 3, 7 ÷ 4
+    assert p.settings.context_latents == "group" and v.meta["num_context_frames"] == 2
+    assert v.meta["rope_context"] == [0.0, 1.0]
     p.save_pretrained(tmp_path / "v4s")  # and back out in our layout (UMT5 stored alongside)
     assert (tmp_path / "v4s" / "text_encoder").is_dir() and (tmp_path / "v4s" / "vae").is_dir()
     p2 = ImaginationPipeline.from_pretrained(tmp_path / "v4s")
