@@ -251,7 +251,8 @@ def _run_loop(cfg: RunConfig, env: Any, planner: Any, episodes: list[Any], outco
                     r.close()
             rec = res.record()
             rec["seed"] = cfg.seed
-            rec["recording_seconds"] = {type(r).__name__: round(r.seconds, 3) for r in recorders}
+            if recorders:  # what the recordings cost this episode (wall seconds per recorder)
+                rec["recording_seconds"] = {type(r).__name__: round(r.seconds, 3) for r in recorders}
             with results.open("a") as f:  # one complete line per finished episode
                 f.write(json.dumps(rec) + "\n")
                 f.flush()
