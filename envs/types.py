@@ -86,6 +86,14 @@ class Episode:
 
 
 @dataclass(frozen=True)
+class RouteEpisode(Episode):
+    """A pose-following episode: reach each waypoint (world poses) in order, ending at the last."""
+
+    waypoints: tuple[Pose, ...] = ()
+    route_length: float = float("nan")  # metres walked along the waypoints
+
+
+@dataclass(frozen=True)
 class Box2D:
     """Axis-aligned image box in pixels, x right, y down; (x0, y0) inclusive, (x1, y1) exclusive."""
 

@@ -52,6 +52,7 @@ class Plan:
     map_image: the planner's own top-down map (uint8, rows z, columns x), when it keeps one.
     belief_image: a target belief on the same grid as map_image (uint8, 255 = peak), when kept.
     hypotheses: (N, 4) world x, y, z and weight of imagined target positions, when kept.
+    pose_estimates: where the planner believes it is (e.g. a visually corrected estimate), by name.
     """
 
     actions: list[Action] = field(default_factory=list)
@@ -65,6 +66,7 @@ class Plan:
     map_image: np.ndarray | None = None
     belief_image: np.ndarray | None = None
     hypotheses: np.ndarray | None = None
+    pose_estimates: dict[str, Pose] = field(default_factory=dict)  # the planner's own pose estimates, by name
     note: str = ""
 
     @property

@@ -96,35 +96,14 @@ class OracleImagination:
         polyline through free space is not what 0.25 m / 30-degree actions can follow without
         clipping corners; the expert's poses are exactly executable. Returns (poses, instance id).
         `ids`: the instances to walk to (default: the episode's targets)."""
+        from envs.embedded.follower import greedy_descent
+
         grid = self.world.navgrid
         goals, owner = self._goal_points(ids)
-        step = float(self.world.cfg.forward_step)
         turn = np.deg2rad(float(self.world.cfg.turn_angle_deg))
-        n_head = int(round(2 * np.pi / turn))
-        pose = start
-        poses = [start]
-        y = start.position[1]
-        d_now = grid.geodesic_distance(start.xyz[[0, 2]], goals)
-        while len(poses) < max_actions and np.isfinite(d_now) and d_now > 0.0:
-            x, z = pose.position[0], pose.position[2]
-            best = None
-            for k in range(-(n_head // 2) + 1, n_head // 2 + 1):
-                yaw = pose.yaw + k * turn
-                nx_, nz_ = x - step * np.sin(yaw), z - step * np.cos(yaw)
-                if not grid.segment_free((x, z), (nx_, nz_)):
-                    continue
-                val = grid.geodesic_distance((nx_, nz_), goals) + 0.02 * abs(k)
-                if best is None or val < best[0]:
-                    best = (val, k, nx_, nz_)
-            if best is None or best[0] >= d_now:  # no move brings it closer: as close as it gets
-                break
-            _, k, nx_, nz_ = best
-            for _ in range(abs(k)):
-                pose = Pose(pose.position, float(wrap_angle(pose.yaw + np.sign(k) * turn)), 0.0)
-                poses.append(pose)
-            pose = Pose((float(nx_), y, float(nz_)), pose.yaw, 0.0)
-            poses.append(pose)
-            d_now = grid.geodesic_distance((nx_, nz_), goals)
+        poses = greedy_descent(grid, lambda xz: grid.geodesic_distance(xz, goals), start,
+                               float(self.world.cfg.forward_step), turn, max_actions)
+        pose = poses[-1]
         # face the nearest target instance, in whole turns
         here = pose.xyz[[0, 2]]
         iid = int(owner[int(np.argmin(np.linalg.norm(goals - here, axis=1)))])

@@ -80,8 +80,12 @@ class RunConfig:
     gif: bool | None = None  # older spelling: gif=false is video=none, gif=true is video=gif
     resume: bool = True  # skip episode_ids already in results.jsonl
     progress: bool = True
+    task: str = "objectnav"  # objectnav | pose (waypoint routes, pose-following measures; embedded world)
 
     def __post_init__(self) -> None:
+        check(self.task in ("objectnav", "pose"), f"unknown task {self.task!r}; choose objectnav | pose (task=NAME)")
+        check(self.task != "pose" or getattr(self.planner, "name", "") == "pose_following",
+              "task=pose needs planner=pose_following (it follows waypoint routes)")
         check(self.split in SPLITS, f"unknown split {self.split!r}; choose one of {sorted(SPLITS)} (split=NAME)")
         check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")

@@ -78,9 +78,19 @@ def check_compatible(cfg: RunConfig, env: Any) -> None:
 
 
 def make_episode_list(cfg: RunConfig, env: Any) -> list[Any]:
-    """Episodes of `split` for this env: the env's own generator if it has one, else the embedded task's."""
+    """Episodes of `split` for this env: the env's own generator if it has one, else the embedded task's
+    (ObjectNav episodes, or waypoint routes for task=pose)."""
     from envs.errors import SceneError
 
+    if cfg.task == "pose":
+        if cfg.env.name != "embedded":
+            raise SetupError(f"task=pose samples routes on the embedded world's navigation grid; use env=embedded, not env={cfg.env.name}")
+        from envs.embedded.routes import make_routes
+
+        try:
+            return list(make_routes(cfg.split, cfg.episodes, cfg.seed, env.cfg))
+        except ValueError as e:
+            raise SetupError(str(e)) from None
     if hasattr(env, "make_episodes"):
         try:
             return list(env.make_episodes(cfg.split, cfg.episodes, cfg.seed))
@@ -233,7 +243,8 @@ def _run_loop(cfg: RunConfig, env: Any, planner: Any, episodes: list[Any], outco
                 continue
             recorders = make_recorders(cfg, out) if record else []
             try:
-                res = run_episode(env, planner, ep, cfg.max_steps, look_around=cfg.look_around,
+                # a route starts at its first pose: no look-around (it would turn, and drift, first)
+                res = run_episode(env, planner, ep, cfg.max_steps, look_around=cfg.look_around and cfg.task != "pose",
                                   observers=[*recorders, StepProgress(bar)], seed=cfg.seed + i)
             except StreamEnded as e:
                 outcome.stream_ended = True
@@ -268,9 +279,26 @@ def _run_loop(cfg: RunConfig, env: Any, planner: Any, episodes: list[Any], outco
         bar.close()
 
 
+POSE_KEYS = ("final_position_error", "final_yaw_error_deg", "ate")
+
+
 def summarize(records: list[dict]) -> dict[str, Any]:
-    """Means over episodes of the `eval agent` keys."""
+    """Means over episodes of the `eval agent` keys; for pose-following episodes also the
+    pose measures, each with its standard error (`<key>_se`)."""
     import numpy as np
+
+    def se(v: list[float]) -> float | None:
+        return float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+
+    pose = [r for r in records if "final_position_error" in (r.get("extra") or {})]
+    if pose:
+        out: dict[str, Any] = {}
+        for key in ("success", *POSE_KEYS):
+            v = [float(r["success"] if key == "success" else r["extra"][key]) for r in pose
+                 if (r["success"] if key == "success" else r["extra"].get(key)) is not None]
+            out[key], out[f"{key}_se"] = (float(np.mean(v)) if v else None), se(v)
+        out.update(episodes=len(records), planner_errors=int(sum(r.get("planner_errors") or 0 for r in records)))
+        return out
 
     def mean(key: str) -> float | None:
         v = [r[key] for r in records if r.get(key) is not None]

@@ -38,6 +38,7 @@ EXEC_COLOUR = (60, 160, 255)
 PLAN_COLOUR = (255, 200, 0)
 GOAL_COLOUR = (40, 220, 90)
 BOX_COLOUR = (0, 255, 0)
+PATH_COLOURS = {"true": (60, 220, 90), "estimate": (230, 80, 230)}  # world/paths/<name>
 RERUN_MODES = ("save", "spawn", "connect", "none")
 VIDEO_FORMATS = ("mp4", "gif", "none")
 DEFAULT_RERUN_URL = "rerun+http://127.0.0.1:9876/proxy"
@@ -292,6 +293,7 @@ class RerunRecorder(EpisodeTrack):
         return self.rr.Image(np.ascontiguousarray(img)).compress(jpeg_quality=self.jpeg_quality)
 
     def start(self, env: NavEnv, episode: Episode) -> None:
+        self._paths: dict[str, list[list[float]]] = {}
         if self.rr is None:
             return
         rr = self.rr
@@ -364,6 +366,9 @@ class RerunRecorder(EpisodeTrack):
         rec.set_time("step", sequence=step)
         if obs.pose is not None:
             self._log_pose(obs.pose)
+        true = getattr(self.env, "agent_pose", None)  # simulators: the true pose beside the reported one
+        if isinstance(true, Pose):
+            self._log_path("true", true)
         rec.log("world/camera/image/rgb", self._image(obs.rgb))
         if obs.depth is not None:  # uint16 millimetres: lossless at 1 mm up to 65 m, half of float32
             mm = np.clip(np.nan_to_num(obs.depth, nan=0.0, posinf=0.0) * 1000.0, 0, 65535).astype(np.uint16)
@@ -373,6 +378,13 @@ class RerunRecorder(EpisodeTrack):
                 rec.log(f"metrics/{k}", rr.Scalars(v))
         if math.isfinite(self.box_score):
             rec.log("metrics/box_score", rr.Scalars(self.box_score))
+
+    def _log_path(self, name: str, pose: Pose) -> None:
+        """world/paths/<name>: the true path, and the planner's own pose estimates (pose following:
+        the visually corrected one), beside world/executed_path (the pose the env reports)."""
+        path = self._paths.setdefault(name, [])
+        path.append([float(v) for v in pose.xyz])
+        self.rec.log(f"world/paths/{name}", self.rr.LineStrips3D([path], colors=[PATH_COLOURS.get(name, PLAN_COLOUR)]))
 
     def _overlay(self, path: str, archetype: Any | None) -> None:
         """Log an overlay, or clear it when this plan has none (no stale boxes over a new frame)."""
@@ -390,6 +402,8 @@ class RerunRecorder(EpisodeTrack):
         rec.set_time("step", sequence=step)
         rec.log("metrics/seconds_per_plan", rr.Scalars(plan.seconds))
         rec.log("plan/note", rr.TextLog(plan.note or "(no note)"))
+        for name, pose in plan.pose_estimates.items():
+            self._log_path(name, pose)
         box = path2d = None
         sheets = [np.asarray(v.frames) for v in plan.videos]
         sheets = [contact_sheet(f) for f in sheets if f.dtype == np.uint8 and f.ndim == 5]

@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
+from envs import odometry
 from envs.base import parse_action
-from envs.geometry import wrap_angle
 from envs.habitat.actions import HABITAT_ACTION_NAMES
 from envs.types import Action, Pose
 
@@ -88,14 +86,5 @@ def describe_action(action: Action | int, spec: MotionSpec) -> str:
 
 def integrate(pose: Pose, action: Action | int, spec: MotionSpec) -> Pose:
     """Dead reckoning: the pose after the action if the base executed it exactly (no slip, no collision)."""
-    a = parse_action(action)
-    if a is Action.MOVE_FORWARD:
-        p = pose.xyz + pose.forward * spec.forward_step
-        return Pose((float(p[0]), float(p[1]), float(p[2])), pose.yaw, pose.pitch)
-    if a in (Action.TURN_LEFT, Action.TURN_RIGHT):
-        d = math.radians(spec.turn_angle_deg) * (1 if a is Action.TURN_LEFT else -1)
-        return Pose(pose.position, float(wrap_angle(pose.yaw + d)), pose.pitch)
-    if a in (Action.LOOK_UP, Action.LOOK_DOWN):
-        d = math.radians(spec.tilt_angle_deg) * (1 if a is Action.LOOK_UP else -1)
-        return Pose(pose.position, pose.yaw, float(np.clip(pose.pitch + d, -math.pi / 2, math.pi / 2)))
-    return pose
+    return odometry.integrate(pose, parse_action(action), spec.forward_step, math.radians(spec.turn_angle_deg),
+                              math.radians(spec.tilt_angle_deg))

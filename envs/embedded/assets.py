@@ -5,7 +5,6 @@ sampler, the world and the data generator never rebuild the same scene twice.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict
 
 import numpy as np
 
@@ -114,7 +113,7 @@ _CACHE_SIZE = 8
 def get_assets(seed: int, cfg: WorldConfig | None = None) -> SceneAssets:
     """Cached SceneAssets for (seed, cfg)."""
     cfg = cfg or WorldConfig()
-    key = (int(seed), tuple(sorted(asdict(cfg).items())))
+    key = (int(seed), cfg.scene_key())
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]

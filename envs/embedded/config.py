@@ -4,10 +4,13 @@ Defaults are Habitat's ObjectNav-HM3D agent/sensor settings at 128x128.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from envs.config import coerce_config
+from envs.odometry import ActuationNoise, check_pose_source
+
+AGENT_ONLY_KEYS = frozenset({"actuation_noise", "pose_source"})
 
 
 @dataclass
@@ -29,6 +32,9 @@ class WorldConfig:
     render_depth: bool = True
     render_semantic: bool = True
     max_pitch_deg: float = 60.0  # look_up/look_down clamp (two 30 deg tilts, like habitat)
+    # Gaussian noise on executed moves and turns (envs.odometry); off by default (exact motion)
+    actuation_noise: ActuationNoise = field(default_factory=ActuationNoise)
+    pose_source: str = "gt"  # Observation.pose: gt (true pose) | odometry (dead reckoning; drifts under noise)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -63,6 +69,13 @@ class WorldConfig:
             raise bad("grid_resolution", "must not exceed forward_step, or collisions skip cells")
         if not (0.0 <= float(self.max_pitch_deg) < 90.0):
             raise bad("max_pitch_deg", "must be in [0, 90) degrees")
+        self.actuation_noise = ActuationNoise.from_any(self.actuation_noise)
+        check_pose_source(self.pose_source)
+
+    def scene_key(self) -> tuple:
+        """The settings a scene's assets depend on, hashable (cache keys): not how the agent moves
+        (actuation_noise) nor which pose it is told (pose_source)."""
+        return tuple(sorted((f.name, getattr(self, f.name)) for f in fields(self) if f.name not in AGENT_ONLY_KEYS))
 
     @classmethod
     def from_any(cls, cfg: Any) -> WorldConfig:

@@ -55,6 +55,38 @@ class ShortestPathFollower:
         return Action.TURN_LEFT if best_k <= n // 2 else Action.TURN_RIGHT
 
 
+def greedy_descent(grid, distance, start: Pose, forward_step: float, turn_rad: float, max_actions: int = 400) -> list[Pose]:
+    """Poses after each action of a greedy discrete expert that walks down `distance(xz)` (a
+    geodesic field): per move, the heading within half a turn either way whose forward step is free
+    and lowers the distance most (0.02 m per turn breaks ties), turning there first; it ends where
+    no move lowers the distance. The first pose is `start`. Exactly executable by the discrete actions."""
+    n_head = int(round(2 * np.pi / turn_rad))
+    pose, poses = start, [start]
+    y = start.position[1]
+    d_now = distance(start.xyz[[0, 2]])
+    while len(poses) < max_actions and np.isfinite(d_now) and d_now > 0.0:
+        x, z = pose.position[0], pose.position[2]
+        best = None
+        for k in range(-(n_head // 2) + 1, n_head // 2 + 1):
+            yaw = pose.yaw + k * turn_rad
+            nx_, nz_ = x - forward_step * np.sin(yaw), z - forward_step * np.cos(yaw)
+            if not grid.segment_free((x, z), (nx_, nz_)):
+                continue
+            val = distance((nx_, nz_)) + 0.02 * abs(k)
+            if best is None or val < best[0]:
+                best = (val, k, nx_, nz_)
+        if best is None or best[0] >= d_now:  # no move brings it closer: as close as it gets
+            break
+        _, k, nx_, nz_ = best
+        for _ in range(abs(k)):
+            pose = Pose(pose.position, float(wrap_angle(pose.yaw + np.sign(k) * turn_rad)), 0.0)
+            poses.append(pose)
+        pose = Pose((float(nx_), y, float(nz_)), pose.yaw, 0.0)
+        poses.append(pose)
+        d_now = distance((nx_, nz_))
+    return poses
+
+
 def follow(world, max_steps: int | None = None) -> list[Action]:
     """Drive `world` (after reset) to the nearest goal view point and STOP; returns the actions."""
     fol = ShortestPathFollower(world.navgrid, world.goal_view_points(world.episode), world.cfg.forward_step,
@@ -68,4 +100,4 @@ def follow(world, max_steps: int | None = None) -> list[Action]:
     return actions
 
 
-__all__ = ["ShortestPathFollower", "follow", "wrap_angle"]
+__all__ = ["ShortestPathFollower", "follow", "greedy_descent", "wrap_angle"]

@@ -1,7 +1,9 @@
 """EmbeddedWorld: the MuJoCo-rendered apartment as an envs.base.NavEnv (Habitat ObjectNav semantics).
 
 Actions move the agent on the NavGrid (habitat allow_sliding=False: a blocked forward move leaves
-the agent in place and counts a collision); MuJoCo only renders. `render_at` renders any pose
+the agent in place and counts a collision); MuJoCo only renders. With `actuation_noise` the executed
+motion is noisy (collisions use the true pose); `pose_source=odometry` reports the dead-reckoned pose
+instead of the true one. A `RouteEpisode` is a pose-following episode, measured by `RouteMeasures`. `render_at` renders any pose
 without touching the agent, which is what the data generator and the oracle planner use.
 """
 from __future__ import annotations
@@ -23,13 +25,15 @@ from envs.embedded.categories import category_phrase, check_category  # noqa: E4
 from envs.embedded.config import WorldConfig  # noqa: E402
 from envs.embedded.errors import NoReachableTargetError  # noqa: E402
 from envs.embedded.render import GLRenderer  # noqa: E402
+from envs.embedded.routes import RouteMeasures  # noqa: E402
 from envs.embedded.scene import SceneSpec  # noqa: E402
 from envs.embedded.task import ObjectNavMeasures, goal_view_points, make_episode, reachable_targets  # noqa: E402
 from envs.geometry import intrinsics_from_hfov, wrap_angle, yaw_towards  # noqa: E402
 from envs.instructions import grounding_instruction  # noqa: E402
 from envs.navgrid import NavGrid  # noqa: E402
+from envs.odometry import integrate, moved, noisy_motion  # noqa: E402
 from envs.splits import split_seeds  # noqa: E402
-from envs.types import Action, Box2D, Episode, EpisodeMetrics, Observation, Pose  # noqa: E402
+from envs.types import Action, Box2D, Episode, EpisodeMetrics, Observation, Pose, RouteEpisode  # noqa: E402
 
 _ACTION_NAMES = ", ".join(f"{a.value}={a.name}" for a in Action)
 
@@ -47,7 +51,8 @@ class EmbeddedWorld(EpisodeBookkeeping):
         self._renderer = GLRenderer(self.width, self.height)
         self._assets: SceneAssets | None = None
         self._episode: Episode | None = None
-        self._pose = Pose((0.0, self.cfg.sensor_height, 0.0), 0.0)
+        self._pose = self._odom = Pose((0.0, self.cfg.sensor_height, 0.0), 0.0)
+        self._noise_rng = self.cfg.actuation_noise.rng("")
         self._steps = 0
         self._done = True
         self._instruction = ""
@@ -84,8 +89,9 @@ class EmbeddedWorld(EpisodeBookkeeping):
             episode = self._sample_episode(np.random.default_rng(seed))
         if not isinstance(episode, Episode):
             raise TypeError(f"reset() takes an envs.types.Episode, got {type(episode).__name__}")
+        route = isinstance(episode, RouteEpisode)
         self._load_episode_scene(episode)
-        if not episode.target_instance_ids:
+        if not route and not episode.target_instance_ids:
             ids = reachable_targets(self._assets, episode.target_category)
             if not ids:
                 raise NoReachableTargetError(
@@ -100,19 +106,22 @@ class EmbeddedWorld(EpisodeBookkeeping):
                 f"scene {self._scene_name(episode)}; sample starts with envs.embedded.task.make_episode or navgrid.snap()"
             )
         self._episode = episode
-        self._pose = episode.start
+        self._pose = self._odom = episode.start
+        self._noise_rng = self.cfg.actuation_noise.rng(episode.episode_id)
         self._steps = 0
         self._done = False
-        self._instruction = grounding_instruction(self.scene.scene_phrase(), self._category_phrase(episode.target_category))
+        self._instruction = "" if route else grounding_instruction(self.scene.scene_phrase(), self._category_phrase(episode.target_category))
+        self._measures = RouteMeasures() if route else ObjectNavMeasures()
         self._measures.reset(episode, self)
-        return self._observe(self._pose, semantic=self.cfg.render_semantic)
+        return self._observe_agent()
 
     # hooks a world on other scenes (envs.habitat.mesh_world) overrides: where episodes come from
     def _sample_episode(self, rng: np.random.Generator) -> Episode:
         return make_episode(self._assets.seed, rng, world=self)
 
     def _load_episode_scene(self, episode: Episode) -> None:
-        check_category(episode.target_category)
+        if not isinstance(episode, RouteEpisode):  # a route has no target
+            check_category(episode.target_category)
         self.load_scene(episode.scene_seed)
 
     def _scene_name(self, episode: Episode) -> str:
@@ -132,7 +141,9 @@ class EmbeddedWorld(EpisodeBookkeeping):
             raise RuntimeError("the episode is over (STOP or max_episode_steps reached): call reset() first")
         p = self._pose
         collided = False
-        if a == Action.MOVE_FORWARD:
+        if self.cfg.actuation_noise.enabled and a in (Action.MOVE_FORWARD, Action.TURN_LEFT, Action.TURN_RIGHT):
+            p, collided = self._noisy_move(p, a)
+        elif a == Action.MOVE_FORWARD:
             x, y, z = p.position
             nx_, nz_ = x - self.cfg.forward_step * math.sin(p.yaw), z - self.cfg.forward_step * math.cos(p.yaw)
             if self.navgrid.segment_free((x, z), (nx_, nz_)):
@@ -148,12 +159,28 @@ class EmbeddedWorld(EpisodeBookkeeping):
         elif a == Action.LOOK_DOWN:
             p = Pose(p.position, p.yaw, max(p.pitch - self._tilt, -self._max_pitch))
         self._pose = p
+        if not collided:  # the bumper reports a blocked move: dead reckoning adds nothing for it
+            self._odom = integrate(self._odom, a, self.cfg.forward_step, self._turn, self._tilt, self._max_pitch)
         self._steps += 1
         self._last_collided = collided
         self._measures.update(a, self, collided)
         if a == Action.STOP or self._steps >= self.cfg.max_episode_steps:
             self._done = True
-        return self._observe(p, semantic=self.cfg.render_semantic)
+        return self._observe_agent()
+
+    def _noisy_move(self, p: Pose, a: Action) -> tuple[Pose, bool]:
+        """The executed motion of a move or turn under actuation noise; (pose, collided)."""
+        q = moved(p, *noisy_motion(a, self.cfg.forward_step, self._turn, self.cfg.actuation_noise, self._noise_rng))
+        if a == Action.MOVE_FORWARD and not self.navgrid.segment_free(p.xyz[[0, 2]], q.xyz[[0, 2]]):
+            return p, True
+        return q, False
+
+    def _observe_agent(self) -> Observation:
+        """What the agent sees from its true pose, told the pose that `pose_source` names."""
+        obs = self._observe(self._pose, semantic=self.cfg.render_semantic)
+        if self.cfg.pose_source == "odometry":
+            obs.pose = self._odom
+        return obs
 
     def _observe(self, pose: Pose, semantic: bool) -> Observation:
         rgb, depth, sem = self._renderer.render(pose, depth=self.cfg.render_depth, semantic=semantic)
@@ -173,6 +200,11 @@ class EmbeddedWorld(EpisodeBookkeeping):
 
     def pose_of_agent(self) -> Pose:
         return self._pose
+
+    @property
+    def odometry_pose(self) -> Pose:
+        """Dead reckoning of the executed commands since reset (equals agent_pose without noise)."""
+        return self._odom
 
     @property
     def last_collided(self) -> bool:

@@ -8,7 +8,6 @@ actions, collisions, measures and the oracle's ground truth are the same code.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import zlib
 from collections import OrderedDict
@@ -136,7 +135,7 @@ def get_mesh_assets(scene: str, cfg: HabitatConfig, floor_y: float | None = None
     """Cached MeshAssets per (scene file, storey, sidecar, settings); floor_y None = the ground floor."""
     floor_y = None if floor_y is None else round(float(floor_y), 2)
     key = (str(Path(scene).resolve()), floor_y, cfg.semantic_sidecar,
-           tuple(sorted(dataclasses.asdict(world_config(cfg)).items())), cfg.agent_height)
+           world_config(cfg).scene_key(), cfg.agent_height)
     if key not in _CACHE:
         ms = load_mesh_scene(scene, cfg.semantic_sidecar or None)
         _CACHE[key] = MeshAssets(ms, world_config(cfg), cfg.agent_height, floor_y)
