@@ -19,10 +19,10 @@ def objectnav_metrics(
     collisions: int = 0,
     success_distance: float = 0.1,
 ) -> EpisodeMetrics:
-    """success = STOP within `success_distance` (geodesic) of a view point; SPL = S·ℓ/max(p, ℓ);
+    """success = STOP strictly closer than `success_distance` (geodesic) to a view point (habitat-lab's `<`); SPL = S·ℓ/max(p, ℓ);
     Soft-SPL = max(0, 1 − d_T/d_0)·ℓ/max(p, ℓ) (habitat-lab's definitions, ℓ = d_0 geodesic)."""
     d_t, d_0, p = float(distance_to_goal), float(start_distance), float(path_length)
-    success = float(bool(called_stop) and math.isfinite(d_t) and d_t <= success_distance)
+    success = float(bool(called_stop) and math.isfinite(d_t) and d_t < success_distance)  # habitat-lab: strictly less
     if math.isfinite(d_0) and d_0 > 0:
         eff = d_0 / max(p, d_0)
         spl = success * eff

@@ -191,3 +191,12 @@ def test_stop_near_a_view_point_follows_habitat_success_distance(tolerance, succ
     m = w.metrics()
     assert m.distance_to_goal == pytest.approx(0.05) and m.success == float(succeeds)
     w.close()
+
+
+def test_success_is_strictly_within_success_distance():
+    """habitat-lab's Success measure: distance_to_target < success_distance (a STOP exactly at it fails)."""
+    from envs.metrics import objectnav_metrics
+
+    at = objectnav_metrics(True, 0.1, 3.0, 3.0, 12, success_distance=0.1)
+    inside = objectnav_metrics(True, 0.0999, 3.0, 3.0, 12, success_distance=0.1)
+    assert at.success == 0.0 and inside.success == 1.0
