@@ -65,7 +65,7 @@ def eval_agent(argv: list[str]) -> dict[str, Any]:
     names = {o.split("=", 1)[0] for o in argv}
     defaults = ["rerun=none", "video=none", "resume=false"]
     if "run_name" not in names:
-        planner = next((o.split("=", 1)[1] for o in argv if o.startswith("planner=")), "grounding")
+        planner = next((o.split("=", 1)[1] for o in argv if o.startswith("planner=")), "imagine")
         split = next((o.split("=", 1)[1] for o in argv if o.startswith("split=")), "test")
         defaults.append(f"run_name=eval-{planner}-{split}")
     cfg = compose_run_config(defaults + list(argv))
