@@ -58,7 +58,7 @@ def test_eval_uses_the_papers_gamma():
 
 # ---------------------------------------------------------------- ObjectNav success
 def test_success_rule_boundary():
-    """habitat-lab ObjectNav success: STOP with the geodesic distance to a view point within
+    """habitat-lab ObjectNav success: STOP with the geodesic distance to a view point strictly below
     success_distance. Pinned at the boundary so a change of the comparison is caught."""
     sd = 0.1
 
@@ -70,7 +70,7 @@ def test_success_rule_boundary():
     assert success(0.1001) == 0.0
     assert success(0.0, stop=False) == 0.0
     assert success(float("inf")) == 0.0
-    assert success(sd) == 1.0  # inclusive: d <= success_distance
+    assert success(sd) == 0.0  # strict, as habitat-lab: d < success_distance
 
 
 def test_spl_caps_efficiency_at_one():
