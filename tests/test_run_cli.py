@@ -75,6 +75,12 @@ def test_oracle_run_writes_results_recordings_and_resumes(tmp_path):
     assert (out / "results.jsonl").read_text().splitlines() == lines
     assert json.loads(p2.stdout.strip().splitlines()[-1])["success"] == summary["success"]
 
+    # another configuration in the same folder is refused, not answered with these results
+    p3 = run("v4s_agent.run", *args, "max_steps=25")
+    assert p3.returncode == 2 and p3.stdout == ""
+    assert p3.stderr.strip().splitlines()[-1].startswith("error: ") and "max_steps" in p3.stderr and "run_name=" in p3.stderr
+    assert (out / "results.jsonl").read_text().splitlines() == lines
+
 
 @needs_world
 def test_eval_agent_prints_one_json_line(tmp_path):

@@ -207,8 +207,11 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
         except (PlannerError, ValueError) as e:
             raise SetupError(str(e)) from None
         episodes = make_episode_list(cfg, env)
+        config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+        if cfg.resume:
+            check_resumable(out, config_yaml)
         out.mkdir(parents=True, exist_ok=True)  # only once the run can start
-        (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        (out / "config.yaml").write_text(config_yaml)
         with log_file(out / "run.log"):
             _run_loop(cfg, env, planner, episodes, outcome, record)
     finally:
@@ -217,6 +220,29 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
         except Exception:
             pass
     return outcome
+
+
+# Keys that change how a run is shown or how many episodes it has, not what an episode's result is.
+RESUME_FREE_KEYS = ("episodes", "rerun", "rerun_url", "video", "gif", "resume", "progress")
+
+
+def check_resumable(out: Path, config_yaml: str) -> None:
+    """Resuming skips the episode ids already in results.jsonl, which is only right when those lines came
+    from the same configuration: `run env=habitat` after `run` would otherwise report the embedded
+    world's result for the same episode id."""
+    from omegaconf import OmegaConf
+
+    old_path = out / "config.yaml"
+    if not (out / "results.jsonl").exists() or not old_path.exists():
+        return
+    old, new = (OmegaConf.to_container(OmegaConf.create(t)) for t in (old_path.read_text(), config_yaml))
+    for key in RESUME_FREE_KEYS:
+        old.pop(key, None)
+        new.pop(key, None)
+    if old != new:
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise SetupError(f"{out} holds results of another configuration (differs in: {', '.join(changed)}); "
+                         f"pass run_name=NAME for a new folder, or resume=false to start {out} over")
 
 
 def _run_loop(cfg: RunConfig, env: Any, planner: Any, episodes: list[Any], outcome: RunOutcome, record: bool) -> None:
