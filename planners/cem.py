@@ -22,7 +22,6 @@ from envs.geometry import apply_relative, matrix_to_pose, pose_to_matrix, world_
 from envs.types import Action, Observation, Pose
 from planners.base import (
     Plan,
-    PlannerConfig,
     SampleDebug,
     check_video,
     path_length_xz,
@@ -30,8 +29,7 @@ from planners.base import (
     start_pose,
 )
 from planners.control import approach_box_actions, free_prefix, path_actions
-from planners.grounding import NEAR_YAW, GroundingPlanner, read_back_path, trim_box_frames
-from planners.readback import READBACKS
+from planners.grounding import NEAR_YAW, GroundedRouteConfig, GroundingPlanner, read_back_path, trim_box_frames
 
 if TYPE_CHECKING:
     from models.memory import Memory
@@ -40,7 +38,7 @@ POSE_WEIGHT = 0.1  # score units per metre / radian of end-pose disagreement wit
 
 
 @dataclass
-class CEMPlannerConfig(PlannerConfig):
+class CEMPlannerConfig(GroundedRouteConfig):
     """NWM-style cross-entropy search over pose paths imagined in navigation mode."""
 
     name: str = "cem"
@@ -50,14 +48,6 @@ class CEMPlannerConfig(PlannerConfig):
     horizon_m: float = 1.5  # total forward motion of a candidate path, at most
     max_turn_deg: float = 90.0
     ground_samples: int = 1  # grounding videos that give the goal view and box
-    execute_steps: int = 6
-    min_box_score: float = 0.3
-    max_failures: int = 3
-    readback: str = "flow"  # a name of planners.readback.READBACKS; an imagination that reports its poses (the oracle) is read by `true`
-
-    @property
-    def needs_imagination(self) -> bool:
-        return True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,8 +55,6 @@ class CEMPlannerConfig(PlannerConfig):
         check(1 <= self.num_elites <= self.num_candidates, "planner.num_elites must be in [1, num_candidates]")
         check(self.iterations >= 1, f"planner.iterations must be >= 1, got {self.iterations}")
         check(self.horizon_m > 0, f"planner.horizon_m must be > 0, got {self.horizon_m}")
-        check(self.execute_steps >= 1, f"planner.execute_steps must be >= 1, got {self.execute_steps}")
-        check(self.readback in READBACKS, f"planner.readback must be one of {READBACKS.names()}, got {self.readback!r}")
 
 
 def params_to_waypoints(p: np.ndarray, n: int) -> np.ndarray:

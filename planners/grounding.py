@@ -48,19 +48,13 @@ NO_BOX = "no confident red box"  # the rejection that planner.no_box=path may st
 
 
 @dataclass
-class GroundingPlannerConfig(PlannerConfig):
-    """Best-of-N grounding videos, receding horizon."""
+class GroundedRouteConfig(PlannerConfig):
+    """What every planner that walks a read-back route from grounding videos shares (grounding, cem)."""
 
-    name: str = "grounding"
-    num_samples: int = 2  # videos per plan; keep those with a confident box
     min_box_score: float = 0.3
     execute_steps: int = 6  # actions executed before re-imagining
     readback: str = "flow"  # a name of planners.readback.READBACKS (true: poses the imagination reports; oracle only)
     max_failures: int = 3  # consecutive failed plans before an exploration move
-    near_translation: float = 0.3  # a read-back path shorter than this (m) means "already there"
-    # no sample has a confident box: "turn" in place after max_failures plans, or follow the imagined
-    # path of the sample with the most confident read-back ("path": imagination still drives the search)
-    no_box: str = "turn"
 
     @property
     def needs_imagination(self) -> bool:
@@ -68,12 +62,27 @@ class GroundingPlannerConfig(PlannerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.num_samples >= 1, f"planner.num_samples must be >= 1, got {self.num_samples}")
-        check(self.no_box in ("turn", "path"), f"planner.no_box must be turn | path, got {self.no_box!r}")
         check(0.0 <= self.min_box_score <= 1.0, f"planner.min_box_score must be in [0, 1], got {self.min_box_score}")
         check(self.execute_steps >= 1, f"planner.execute_steps must be >= 1, got {self.execute_steps}")
         check(self.readback in READBACKS, f"planner.readback must be one of {READBACKS.names()}, got {self.readback!r}")
         check(self.max_failures >= 1, f"planner.max_failures must be >= 1, got {self.max_failures}")
+
+
+@dataclass
+class GroundingPlannerConfig(GroundedRouteConfig):
+    """Best-of-N grounding videos, receding horizon."""
+
+    name: str = "grounding"
+    num_samples: int = 2  # videos per plan; keep those with a confident box
+    near_translation: float = 0.3  # a read-back path shorter than this (m) means "already there"
+    # no sample has a confident box: "turn" in place after max_failures plans, or follow the imagined
+    # path of the sample with the most confident read-back ("path": imagination still drives the search)
+    no_box: str = "turn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.num_samples >= 1, f"planner.num_samples must be >= 1, got {self.num_samples}")
+        check(self.no_box in ("turn", "path"), f"planner.no_box must be turn | path, got {self.no_box!r}")
 
 
 def instruction_for(episode: Episode, obs: Observation) -> str:
