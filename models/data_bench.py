@@ -2,8 +2,8 @@
 `workers` workers against one local worker, side by side in one run.
 
 Each round renders the same scenes twice into fresh folders: once with one local worker (in this
-process), once with Ray (one task per scene). Rounds alternate the two so load changes on a shared
-machine hit both; the first round warms both up (world build, Ray worker start) and is reported but
+process), once with Ray (one task per scene). Rounds alternate the two, and which goes first, so load
+changes on a shared machine hit both alike; the first round warms both up (world build, Ray worker start) and is reported but
 not counted. `local_cpu_s_per_clip` is the CPU time per clip of the local runs (all threads of this
 process, the software renderer's included): a rendering cost that does not depend on the load. Ray's own start is timed apart. Every round also checks that the two sets of shard
 files are byte-identical.
@@ -50,11 +50,13 @@ def bench_data(argv: list[str]) -> dict:
     rates: dict[str, list[float]] = {"local": [], "ray": []}
     cpu_per_clip: list[float] = []  # this process's CPU time per clip in the local runs (render threads included)
     identical = True
+    loads: list[float] = []  # 1-minute load average after each timed round
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(cfg.rounds):
                 shards = {}
-                for name, kw in (("local", {"num_workers": 1}), ("ray", {"executor": "ray", "num_workers": cfg.workers})):
+                arms = [("local", {"num_workers": 1}), ("ray", {"executor": "ray", "num_workers": cfg.workers})]
+                for name, kw in arms[:: 1 if r % 2 else -1]:  # ABBA order: neither arm always runs first
                     out = Path(tmp) / f"{r}-{name}"
                     cpu0 = time.process_time()
                     m = generate(ClipGenConfig(out=str(out), split=cfg.split, scenes=cfg.scenes,
@@ -65,6 +67,8 @@ def bench_data(argv: list[str]) -> dict:
                         cpu_per_clip.append((time.process_time() - cpu0) / m["clips"])
                     shards[name] = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "manifest.json"}
                 identical &= shards["local"] == shards["ray"]
+                if r > 0:
+                    loads.append(_load()[0])
                 print(f"round {r}{' (warm-up)' if r == 0 else ''}: local {rates['local'][-1]:.2f} clips/s, "
                       f"ray x{cfg.workers} {rates['ray'][-1]:.2f} clips/s, load {_load()}", file=sys.stderr, flush=True)
     finally:
@@ -77,4 +81,5 @@ def bench_data(argv: list[str]) -> dict:
             "ratio_median": round(statistics.median(ratios), 3), "ratio_mean": round(statistics.mean(ratios), 3),
             "ratio_se": round(se, 3), "local_cpu_s_per_clip": round(statistics.median(cpu_per_clip), 4), "ratios": [round(x, 3) for x in ratios], "identical_shards": identical,
             "ray_start_s": round(ray_start, 2), "loadavg_before": load_before, "loadavg_after": _load(),
+            "load_1min_per_round": loads,
             "cpus": os.cpu_count()}

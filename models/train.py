@@ -92,6 +92,9 @@ class TrainConfig:
     export_fp16: bool = True
     export_dir: str | None = None  # default out/pipeline
     mixed_precision: str = "no"
+    # optimizer steps sum the gradients of this many micro-batches of batch_size / gradient_accumulation_steps
+    # clips (batch_size stays the global batch per optimizer step)
+    gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False
     threads: int = 0  # torch CPU threads (0 = leave as is)
     resume: bool = True
@@ -103,6 +106,9 @@ class TrainConfig:
             raise ValueError("out=DIR is required (logs, checkpoints and the exported pipeline go there)")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} must be >= 1 and divide "
+                             f"batch_size={self.batch_size} (the global batch of one optimizer step)")
         if self.lr_decay_to and not 0 <= self.lr_decay_from < self.lr_decay_to:
             raise ValueError(f"lr cooldown needs 0 <= lr_decay_from < lr_decay_to, got {self.lr_decay_from}, {self.lr_decay_to}")
         if self.resolution and (self.resolution % 16 or not 16 <= self.resolution <= 512):
@@ -316,23 +322,26 @@ def flow_loss(transformer, batch: dict, generator: torch.Generator, shift: float
 # ----------------------------------------------------------------------------------------------
 # checkpoints (safetensors + JSON; no pickle)
 # ----------------------------------------------------------------------------------------------
-def _trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+def gathered_weights(acc: Any, model, names: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """The named weights (all by default) in full. Call on every process: under FSDP or DeepSpeed ZeRO-3 each process
+    holds a shard and accelerate gathers them here; the result is complete on the main process."""
+    full = acc.get_state_dict(model)
+    return {n: v.detach().cpu().contiguous() for n, v in full.items() if names is None or n in names}
 
 
-def save_checkpoint(ckpt_dir: Path, model, optimizer, lr_scheduler, step: int, np_rng: np.random.Generator,
-                    torch_gen: torch.Generator) -> None:
+def save_checkpoint(ckpt_dir: Path, weights: dict[str, torch.Tensor], optimizer, lr_scheduler, step: int,
+                    np_rng: np.random.Generator, torch_gen: torch.Generator) -> None:
+    """Trainable weights, AdamW moments (unless `optimizer` is None: sharded runs, where this process
+    holds only its shard of them), LR schedule and RNG states."""
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
-    osd = optimizer.state_dict()
-    tensors = {}
+    save_file(weights, str(tmp / "trainable.safetensors"))
+    tensors = {"__torch_rng": torch.get_rng_state(), "__gen_rng": torch_gen.get_state()}
+    osd = optimizer.state_dict() if optimizer is not None else {"state": {}, "param_groups": None}
     for pid, st in osd["state"].items():
         for k, v in st.items():
             tensors[f"{pid}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
-    tensors["__torch_rng"] = torch.get_rng_state()
-    tensors["__gen_rng"] = torch_gen.get_state()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     state = {"step": step, "param_groups": osd["param_groups"], "lr_scheduler": lr_scheduler.state_dict(),
              "np_rng": np_rng.bit_generator.state}
@@ -347,14 +356,19 @@ def latest_checkpoint(out: Path) -> Path | None:
     return ck[-1] if ck else None
 
 
-def load_checkpoint(ckpt_dir: Path, model, optimizer, lr_scheduler, np_rng: np.random.Generator,
-                    torch_gen: torch.Generator) -> int:
+def load_weights(ckpt_dir: Path, model) -> None:
+    """Trainable weights into the plain model, before accelerate wraps (and maybe shards) it."""
     weights = load_file(str(ckpt_dir / "trainable.safetensors"))
     missing = set(weights) - {n for n, _ in model.named_parameters()}
     if missing:
         raise RuntimeError(f"checkpoint {ckpt_dir} has weights the model lacks (different finetune mode?): "
                            f"{sorted(missing)[:5]}")
     model.load_state_dict(weights, strict=False)
+
+
+def load_training_state(ckpt_dir: Path, optimizer, lr_scheduler, np_rng: np.random.Generator,
+                        torch_gen: torch.Generator) -> int:
+    """Optimizer moments (when the checkpoint has them), LR schedule and RNG states; returns the step."""
     state = json.loads((ckpt_dir / "state.json").read_text())
     tensors = load_file(str(ckpt_dir / "optimizer.safetensors"))
     torch.set_rng_state(tensors.pop("__torch_rng"))
@@ -363,22 +377,33 @@ def load_checkpoint(ckpt_dir: Path, model, optimizer, lr_scheduler, np_rng: np.r
     for key, v in tensors.items():
         pid, k = key.split(".", 1)
         per.setdefault(int(pid), {})[k] = v
-    optimizer.load_state_dict({"state": per, "param_groups": state["param_groups"]})
+    if state["param_groups"] is not None:
+        optimizer.load_state_dict({"state": per, "param_groups": state["param_groups"]})
+    else:
+        print(f"{ckpt_dir} was saved by a sharded (FSDP / ZeRO-3) run: AdamW moments restart from zero",
+              file=sys.stderr)
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     np_rng.bit_generator.state = state["np_rng"]
     return int(state["step"])
 
 
-def export_pipeline(pipe: ImaginationPipeline, model, path: Path, fp16: bool, lora: bool) -> None:
-    """Write the trained pipeline folder (fp16 weights optional; LoRA merged first)."""
-    import copy
+def export_pipeline(pipe: ImaginationPipeline, model, weights: dict[str, torch.Tensor], cfg: TrainConfig,
+                    path: Path) -> None:
+    """Write the trained pipeline folder from the gathered `weights` (fp16 optional; LoRA merged first).
+    The transformer is rebuilt from its config (weights left unallocated, then assigned) because under
+    FSDP or ZeRO-3 the process's own module holds only a shard."""
+    from accelerate import init_empty_weights
 
-    tr = copy.deepcopy(model)
-    if lora:
+    with init_empty_weights():
+        tr = type(model).from_config(model.config)
+        if cfg.finetune == "lora":
+            select_trainable(tr, cfg)  # the same adapters, so the LoRA weights have somewhere to go
+    tr.load_state_dict(weights, assign=True)
+    if cfg.finetune == "lora":
         merge_lora(tr)
     tr.requires_grad_(False).eval()
     out = ImaginationPipeline(tr, pipe.codec, pipe.text_encoder, pipe.scheduler, pipe.settings)
-    out.save_pretrained(path, torch_dtype=torch.float16 if fp16 else None)
+    out.save_pretrained(path, torch_dtype=torch.float16 if cfg.export_fp16 else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,30 +451,43 @@ def _cooldown(cfg: TrainConfig, step: int) -> float:
     return max(0.0, (cfg.lr_decay_to - step) / max(1, cfg.lr_decay_to - cfg.lr_decay_from))
 
 
-def global_batch(acc: Any, encoder: ClipEncoder, local: list[int]) -> tuple[list[int], list[int] | None, slice | None]:
-    """(indices of the global batch, their context lengths, this process's rows) from this process's
-    slice; one process: (local, None, None)."""
-    if acc.num_processes == 1:
-        return local, None, None
-    mine = torch.tensor([[i, encoder(i).ctx.shape[1]] for i in local], dtype=torch.int64, device=acc.device)
-    everyone = acc.gather(mine).cpu()  # rank order = row order of the split batch
-    start = acc.process_index * len(local)
-    return everyone[:, 0].tolist(), everyone[:, 1].tolist(), slice(start, start + len(local))
+def global_batch(acc: Any, encoder: ClipEncoder, micro: list[list[int]]
+                 ) -> tuple[list[int], list[int] | None, list[slice | None]]:
+    """(indices of the global batch, their context lengths, this process's rows in each micro-batch)
+    from this process's slices of the micro-batches of one optimizer step. The global batch lists
+    micro-batch after micro-batch, each split over the processes in rank order, so training is the
+    same for any process count × accumulation at one global batch. One process, no accumulation:
+    (its batch, None, [None])."""
+    if acc.num_processes == 1 and len(micro) == 1:
+        return micro[0], None, [None]
+    k, n, procs = len(micro), len(micro[0]), acc.num_processes
+    mine = torch.tensor([[[i, encoder(i).ctx.shape[1]] for i in m] for m in micro], dtype=torch.int64,
+                        device=acc.device)
+    everyone = acc.gather(mine).cpu().view(procs, k, n, 2).transpose(0, 1).reshape(-1, 2)
+    rows = [slice((m * procs + acc.process_index) * n, (m * procs + acc.process_index + 1) * n) for m in range(k)]
+    return everyone[:, 0].tolist(), everyone[:, 1].tolist(), rows
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run training; returns a summary (final loss, steps, export path)."""
-    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedType
+    from accelerate.utils import GradientAccumulationPlugin
     from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    # batch_size is the global batch: each process takes its slice of every loader batch (split_batches)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, dataloader_config=DataLoaderConfiguration(split_batches=True))
-    if cfg.batch_size % acc.num_processes:
+    # batch_size is the global batch: each process takes its slice of every loader batch (split_batches),
+    # and with accumulation the loader batches are micro-batches, gradient_accumulation_steps per step.
+    # The loop groups them itself, so accelerate must not sync at the loader's end (sync_with_dataloader).
+    accum = cfg.gradient_accumulation_steps
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, dataloader_config=DataLoaderConfiguration(split_batches=True),
+                      gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=accum, sync_with_dataloader=False))
+    if cfg.batch_size % (acc.num_processes * accum):
         raise ValueError(f"batch_size={cfg.batch_size} is the global batch: make it a multiple of the "
-                         f"{acc.num_processes} processes")
+                         f"{acc.num_processes} processes x gradient_accumulation_steps={accum}")
+    # FSDP / ZeRO-3: each process holds a shard of the weights and of the AdamW moments
+    sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = ClipDataset(cfg.data, cfg.mode)
@@ -460,6 +498,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     params = select_trainable(model, cfg)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     model.train()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.lr_decay_to:
@@ -467,18 +506,24 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     else:
         lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps,
                                      num_training_steps=cfg.steps)
+    if accum > 1 and len(dataset) < cfg.batch_size:
+        raise ValueError(f"gradient_accumulation_steps needs at least batch_size={cfg.batch_size} clips, the data has "
+                         f"{len(dataset)}")
     dl_gen = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(_Indices(len(dataset)), batch_size=cfg.batch_size, shuffle=True,
-                                         drop_last=len(dataset) >= cfg.batch_size, generator=dl_gen)
+    micro = cfg.batch_size // accum
+    loader = torch.utils.data.DataLoader(_Indices(len(dataset)), batch_size=micro, shuffle=True,
+                                         drop_last=len(dataset) >= micro, generator=dl_gen)
+    last = latest_checkpoint(out) if cfg.resume else None
+    if last is not None:
+        load_weights(last, model)  # before prepare, which may shard them
     model, optimizer, loader, lr_scheduler = acc.prepare(model, optimizer, loader, lr_scheduler)
     encoder = ClipEncoder(pipe, dataset)
     val_encoder = ClipEncoder(pipe, ClipDataset(cfg.val_data, cfg.mode)) if cfg.val_data else None
     np_rng = np.random.default_rng(cfg.seed)  # the same on every process: each draws the whole global batch
     gen = torch.Generator().manual_seed(cfg.seed)
     step = 0
-    last = latest_checkpoint(out) if cfg.resume else None
     if last is not None:
-        step = load_checkpoint(last, acc.unwrap_model(model), optimizer, lr_scheduler, np_rng, gen)
+        step = load_training_state(last, optimizer, lr_scheduler, np_rng, gen)
         acc.print(f"resumed from {last} at step {step}", file=sys.stderr)
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     log = (out / "loss.jsonl").open("a")
@@ -486,23 +531,35 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     bar = tqdm(total=cfg.steps, initial=step, disable=not acc.is_main_process, file=sys.stderr, desc="train")
     t0, recent, loss_val = time.perf_counter(), [], float("nan")
     while step < cfg.steps:
+        group: list[list[int]] = []  # this process's micro-batches of the next optimizer step
         for idx in loader:
             if step >= cfg.steps:
                 break
-            indices, lengths, rows = global_batch(acc, encoder, [int(i) for i in idx])
-            batch = make_batch(pipe, encoder, indices, cfg, np_rng, lengths=lengths, rows=rows)
-            with acc.accumulate(model):
-                loss = flow_loss(model, batch, gen, shift, acc.device, rows=rows, total=len(indices))
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at step {step}: lower lr= or check the data")
-                acc.backward(loss)
-                if acc.sync_gradients and cfg.grad_clip > 0:
-                    acc.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            group.append([int(i) for i in idx])
+            if len(group) < accum:
+                continue
+            indices, lengths, rows = global_batch(acc, encoder, group)
+            group = []
+            draws = np_rng.bit_generator.state, gen.get_state()
+            losses = []
+            for r in rows:
+                # each micro-batch makes the random draws of the whole global batch and keeps its rows
+                np_rng.bit_generator.state = draws[0]
+                gen.set_state(draws[1])
+                batch = make_batch(pipe, encoder, indices, cfg, np_rng, lengths=lengths, rows=r)
+                with acc.accumulate(model):
+                    loss = flow_loss(model, batch, gen, shift, acc.device, rows=r, total=len(indices))
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss.item()} at step {step}: lower lr= or check the data")
+                    acc.backward(loss)
+                    if acc.sync_gradients and cfg.grad_clip > 0:
+                        acc.clip_grad_norm_(params, cfg.grad_clip)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.detach())
             step += 1
-            loss_val = acc.gather(loss.detach()[None]).mean().item()
+            loss_val = acc.gather(torch.stack(losses)).mean().item()
             recent.append(loss_val)
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(recent[-20:]):.4f}")
@@ -516,18 +573,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 if acc.is_main_process:
                     log.write(json.dumps({"step": step, "val_loss": v}) + "\n")
                     log.flush()
-            if acc.is_main_process and (step % cfg.ckpt_every == 0 or step == cfg.steps):
-                save_checkpoint(out / "checkpoints" / f"step-{step}", acc.unwrap_model(model), optimizer,
-                                lr_scheduler, step, np_rng, gen)
-                for old in sorted((out / "checkpoints").glob("step-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))[
-                        : -cfg.keep_checkpoints]:
-                    shutil.rmtree(old, ignore_errors=True)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                weights = gathered_weights(acc, model, trainable)  # every process takes part in the gather
+                if acc.is_main_process:
+                    save_checkpoint(out / "checkpoints" / f"step-{step}", weights, None if sharded else optimizer,
+                                    lr_scheduler, step, np_rng, gen)
+                    for old in sorted((out / "checkpoints").glob("step-*[0-9]"),
+                                      key=lambda p: int(p.name.split("-")[1]))[: -cfg.keep_checkpoints]:
+                        shutil.rmtree(old, ignore_errors=True)
             acc.wait_for_everyone()
     bar.close()
     log.close()
     export = Path(cfg.export_dir) if cfg.export_dir else out / "pipeline"
+    weights = gathered_weights(acc, model)
     if acc.is_main_process:
-        export_pipeline(pipe, acc.unwrap_model(model), export, cfg.export_fp16, cfg.finetune == "lora")
+        export_pipeline(pipe, pipe.transformer, weights, cfg, export)
     acc.wait_for_everyone()
     return {"steps": step, "loss": loss_val, "export": str(export),
             "seconds": round(time.perf_counter() - t0, 2), "clips": len(dataset)}

@@ -12,9 +12,9 @@ What it adds (paper §3.2, §3.4):
 - `context_attention="one_way"`: context tokens attend only to context, so their keys/values do not
   depend on the noisy targets and are computed once per rollout (`build_context_cache`).
 
-Written against diffusers 0.42.1 `models/transformers/transformer_wan.py`; `_self_attention` and
-`_block_forward` mirror `WanAttnProcessor.__call__` / `WanTransformerBlock.forward` line by line
-because the stock block hard-codes `attention_mask=None` and cannot take cached keys.
+Written against diffusers 0.42.1 `models/transformers/transformer_wan.py`; `V4SBlock.forward`
+mirrors `WanAttnProcessor.__call__` / `WanTransformerBlock.forward` line by line because the stock
+block hard-codes `attention_mask=None` and cannot take cached keys.
 """
 from __future__ import annotations
 
@@ -62,11 +62,73 @@ def _apply_rotary_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> 
     return out.type_as(x)
 
 
+class V4SBlock(WanTransformerBlock):
+    """`WanTransformerBlock` whose forward also takes a self-attention mask and cached context keys/values.
+
+    The stock forward hard-codes `attention_mask=None` and cannot take cached keys, so the masked and
+    cached paths mirror `WanAttnProcessor.__call__` / `WanTransformerBlock.forward` line by line. They
+    run inside this block's own forward because FSDP and DeepSpeed ZeRO-3 gather a block's sharded
+    weights around its forward call: code that reached into `block.attn1` from outside would see shards.
+    Same parameters as the stock block; without a mask or cache it runs the stock forward."""
+
+    def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor, temb: torch.Tensor,
+                rotary_emb, attention_mask: torch.Tensor | None = None,
+                kv_prefix: tuple[torch.Tensor, torch.Tensor] | None = None, return_kv: bool = False,
+                kv_only: bool = False):
+        """The stock block, plus: `attention_mask` for self-attention, `kv_prefix` (cached keys/values
+        prepended to this block's), `return_kv` (return (hidden_states, (k, v))) and `kv_only` (stop
+        after k, v: returns (None, (k, v)))."""
+        if attention_mask is None and kv_prefix is None and not (return_kv or kv_only):
+            return super().forward(hidden_states, encoder_hidden_states, temb, rotary_emb)
+        x = hidden_states
+        shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = self._modulation(temb)
+        norm_x = (self.norm1(x.float()) * (1 + scale_msa) + shift_msa).type_as(x)
+        q, k, v = self._qkv(norm_x, rotary_emb)
+        if kv_only:
+            return None, (k, v)
+        kk, vv = (k, v) if kv_prefix is None else (torch.cat([kv_prefix[0], k], 1), torch.cat([kv_prefix[1], v], 1))
+        attn_output = self._attend(q, kk, vv, attention_mask)
+        x = (x.float() + attn_output * gate_msa).type_as(x)
+        norm_x = self.norm2(x.float()).type_as(x)
+        x = x + self.attn2(norm_x, encoder_hidden_states, None, None)
+        norm_x = (self.norm3(x.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(x)
+        ff_output = self.ffn(norm_x)
+        x = (x.float() + ff_output.float() * c_gate_msa).type_as(x)
+        return (x, (k, v)) if return_kv else x
+
+    def _modulation(self, temb: torch.Tensor):
+        if temb.ndim == 4:
+            mods = (self.scale_shift_table.unsqueeze(0) + temb.float()).chunk(6, dim=2)
+            return [m.squeeze(2) for m in mods]
+        return list((self.scale_shift_table + temb.float()).chunk(6, dim=1))
+
+    def _qkv(self, x: torch.Tensor, rotary_emb):
+        attn = self.attn1
+        if getattr(attn, "fused_projections", False):
+            raise RuntimeError("V4STransformer does not support fused QKV projections; call unfuse_qkv_projections()")
+        q = attn.norm_q(attn.to_q(x)).unflatten(2, (attn.heads, -1))
+        k = attn.norm_k(attn.to_k(x)).unflatten(2, (attn.heads, -1))
+        v = attn.to_v(x).unflatten(2, (attn.heads, -1))
+        if rotary_emb is not None:
+            q = _apply_rotary_emb(q, *rotary_emb)
+            k = _apply_rotary_emb(k, *rotary_emb)
+        return q, k, v
+
+    def _attend(self, q, k, v, mask=None) -> torch.Tensor:
+        # torch SDPA directly (diffusers' dispatcher would do the same on CPU) so we can pass a mask.
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+        out = out.transpose(1, 2).flatten(2, 3).type_as(q)
+        return self.attn1.to_out[1](self.attn1.to_out[0](out))
+
+
 class V4STransformer(WanTransformer3DModel):
     """Wan DiT with a clean video context, per-frame RoPE positions, optional cameras and KV cache.
 
     Extra config: `camera_channels` (values per token of the patchified Plücker map, 6·pt·ph·pw;
     None = no camera layer) and `context_attention` ("full" as in the paper, or "one_way")."""
+
+    _no_split_modules = ["V4SBlock"]
+    _repeated_blocks = ["V4SBlock"]
 
     @register_to_config
     def __init__(
@@ -110,6 +172,8 @@ class V4STransformer(WanTransformer3DModel):
         )
         if context_attention not in CONTEXT_ATTENTION_MODES:
             raise ValueError(f"context_attention must be one of {CONTEXT_ATTENTION_MODES}, got {context_attention!r}")
+        for block in self.blocks:  # the stock constructor builds stock blocks; same weights, our forward
+            block.__class__ = V4SBlock
         inner_dim = num_attention_heads * attention_head_dim
         self.camera_embedding: nn.Linear | None = None
         if camera_channels:
@@ -209,52 +273,6 @@ class V4STransformer(WanTransformer3DModel):
         proj = proj.unflatten(2, (6, -1)).repeat_interleave(tokens_per_frame, dim=1)
         return temb, proj, ehs, ehs_img
 
-    # ------------------------------------------------------------------ block internals
-    @staticmethod
-    def _modulation(block: WanTransformerBlock, temb: torch.Tensor):
-        if temb.ndim == 4:
-            mods = (block.scale_shift_table.unsqueeze(0) + temb.float()).chunk(6, dim=2)
-            return [m.squeeze(2) for m in mods]
-        return list((block.scale_shift_table + temb.float()).chunk(6, dim=1))
-
-    @staticmethod
-    def _qkv(attn, x: torch.Tensor, rotary_emb):
-        if getattr(attn, "fused_projections", False):
-            raise RuntimeError("V4STransformer does not support fused QKV projections; call unfuse_qkv_projections()")
-        q = attn.norm_q(attn.to_q(x)).unflatten(2, (attn.heads, -1))
-        k = attn.norm_k(attn.to_k(x)).unflatten(2, (attn.heads, -1))
-        v = attn.to_v(x).unflatten(2, (attn.heads, -1))
-        if rotary_emb is not None:
-            q = _apply_rotary_emb(q, *rotary_emb)
-            k = _apply_rotary_emb(k, *rotary_emb)
-        return q, k, v
-
-    @staticmethod
-    def _attend(attn, q, k, v, mask=None) -> torch.Tensor:
-        # torch SDPA directly (diffusers' dispatcher would do the same on CPU) so we can pass a mask.
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-        out = out.transpose(1, 2).flatten(2, 3).type_as(q)
-        return attn.to_out[1](attn.to_out[0](out))
-
-    def _block_forward(self, block: WanTransformerBlock, x, ehs, temb, rotary_emb, mask=None,
-                       kv_prefix: tuple[torch.Tensor, torch.Tensor] | None = None, kv_only: bool = False):
-        """WanTransformerBlock.forward with a self-attention mask and/or prepended cached keys/values.
-        Returns (hidden_states, (k, v)); with kv_only the block stops after computing k, v."""
-        shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = self._modulation(block, temb)
-        norm_x = (block.norm1(x.float()) * (1 + scale_msa) + shift_msa).type_as(x)
-        q, k, v = self._qkv(block.attn1, norm_x, rotary_emb)
-        if kv_only:
-            return None, (k, v)
-        kk, vv = (k, v) if kv_prefix is None else (torch.cat([kv_prefix[0], k], 1), torch.cat([kv_prefix[1], v], 1))
-        attn_output = self._attend(block.attn1, q, kk, vv, mask)
-        x = (x.float() + attn_output * gate_msa).type_as(x)
-        norm_x = block.norm2(x.float()).type_as(x)
-        x = x + block.attn2(norm_x, ehs, None, None)
-        norm_x = (block.norm3(x.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(x)
-        ff_output = block.ffn(norm_x)
-        x = (x.float() + ff_output.float() * c_gate_msa).type_as(x)
-        return x, (k, v)
-
     # ------------------------------------------------------------------ public API
     def _check_latents(self, x: torch.Tensor, name: str) -> None:
         if x.ndim != 5:
@@ -289,7 +307,7 @@ class V4STransformer(WanTransformer3DModel):
         keys, values = [], []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, (k, v) = self._block_forward(block, x, ehs, temb, rotary_emb, kv_only=(i == last))
+            x, (k, v) = block(x, ehs, temb, rotary_emb, return_kv=True, kv_only=(i == last))
             keys.append(k)
             values.append(v)
         return ContextCache(keys=keys, values=values, num_frames=nf, batch_size=b)
@@ -386,10 +404,9 @@ class V4STransformer(WanTransformer3DModel):
                 if context_cache is not None:
                     prefix = (context_cache.keys[i], context_cache.values[i])
                 if torch.is_grad_enabled() and self.gradient_checkpointing:
-                    x, _ = self._gradient_checkpointing_func(
-                        self._block_forward, block, x, ehs, timestep_proj, rotary_emb, mask, prefix)
+                    x = self._gradient_checkpointing_func(block, x, ehs, timestep_proj, rotary_emb, mask, prefix)
                 else:
-                    x, _ = self._block_forward(block, x, ehs, timestep_proj, rotary_emb, mask=mask, kv_prefix=prefix)
+                    x = block(x, ehs, timestep_proj, rotary_emb, attention_mask=mask, kv_prefix=prefix)
 
         if temb.ndim == 3:
             shift, scale = (self.scale_shift_table.unsqueeze(0).to(temb.device) + temb.unsqueeze(2)).chunk(2, dim=2)

@@ -1,5 +1,6 @@
-"""The trainer under `accelerate launch --num_processes 2` on the CPU (gloo) gives the losses of one
-process at the same global batch (batch_size is the global batch; 5 steps, tiny model)."""
+"""The trainer under `accelerate launch --num_processes 2` on the CPU (gloo) gives the losses and the
+checkpoint of one process at the same global batch, and so does one process accumulating gradients
+over 2 micro-batches (batch_size is the global batch; 5 steps, tiny model)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from synthetic_clips import make_clips
 
 from models.clipstore import write_shard
@@ -42,10 +45,18 @@ def test_two_processes_match_one(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.count('"steps": 5,') == 2  # both ranks ran and finished (their summary lines may interleave)
     assert main([f"data={data}", f"out={tmp_path / 'one'}", *ARGS]) == 0
-    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
-    assert len(one) == len(two) == 5
-    for a, b in zip(one, two):
-        assert abs(a - b) <= 1e-4 * abs(a), (one, two)
+    assert main([f"data={data}", f"out={tmp_path / 'accum'}", *ARGS, "gradient_accumulation_steps=2"]) == 0
+    one, two, accum = (_losses(tmp_path / name) for name in ("one", "two", "accum"))
+    assert len(one) == len(two) == len(accum) == 5
+    for a, b, c in zip(one, two, accum):
+        assert abs(a - b) <= 1e-4 * abs(a) and abs(a - c) <= 1e-4 * abs(a), (one, two, accum)
+    # rank 0 saved the whole model, not its slice: the same tensors as one process's, to float rounding
+    ref = load_file(str(tmp_path / "one/checkpoints/step-5/trainable.safetensors"))
+    for name in ("two", "accum"):
+        got = load_file(str(tmp_path / name / "checkpoints/step-5/trainable.safetensors"))
+        assert got.keys() == ref.keys()
+        for k, v in ref.items():
+            assert got[k].shape == v.shape and torch.allclose(got[k], v, rtol=1e-4, atol=1e-6), (name, k)
 
 
 def test_eight_gpu_configs_load_in_accelerate():
