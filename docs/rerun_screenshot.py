@@ -4,8 +4,8 @@ loaded and laid out the recording, and save a screenshot.
 
     python docs/rerun_screenshot.py outputs/default/episode_<id>.rrd [docs/episode_rerun.png] [--wait 45]
 
-Needs Debian's `chromium` (`apt-get install -y chromium`) and the `websockets` package (Chrome
-DevTools protocol). Why DevTools and not `chromium --screenshot`: the web viewer needs tens of
+Needs Debian's `chromium` (`apt-get install -y chromium`) and `pip install "v4s-agent[docs]"` (Rerun, and
+`websockets` for the Chrome DevTools protocol). Why DevTools and not `chromium --screenshot`: the web viewer needs tens of
 seconds of real time to load its wasm and the data, and `--virtual-time-budget` only captures the
 loading screen. Chromium renders WebGL through SwiftShader here (`--use-gl=swiftshader` crashes its
 GPU process, `--use-angle=swiftshader` works).

@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import math
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -230,6 +231,23 @@ def test_cli_run_on_a_video(tmp_path, sim_video):
     for r in recs:
         assert any(f.name.startswith(f"episode_{r['episode_id']}") for f in rrds)
         assert any(f.name.startswith(f"episode_{r['episode_id']}") and "success=na" in f.name for f in mp4s)
+
+
+def test_cli_failed_episode_is_reported_by_its_id(tmp_path, sim_video):
+    """A base that refuses every command fails the episode; the error line names the id the rig gave
+    the episode, the same id its recording carries (not the run's counter)."""
+    import re
+
+    with socket.socket() as s:  # a port with nothing listening: every motion command fails
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/cmd"
+    out = tmp_path / "out"
+    p = _cli("max_steps=4", "rerun=save", f"output_dir={out}", f"env.config.device={sim_video[0]}",
+             "env.config.base=http", f"env.config.http_url={url}")
+    (eid,) = re.findall(r"episode (\S+) failed", p.stderr)
+    assert eid.startswith("camera-"), p.stderr[-2000:]
+    (rrd,) = out.glob("episode_*.rrd")
+    assert rrd.name.startswith(f"episode_{eid}")
 
 
 def test_cli_ended_stream_is_its_own_outcome(tmp_path, sim_video):

@@ -144,8 +144,10 @@ class StepProgress:
 
     def __init__(self, bar: Any) -> None:
         self.bar = bar
+        self.episode_id: str | None = None  # the id the env gave the episode (its recordings carry it)
 
     def on_start(self, env: Any, episode: Any) -> None:
+        self.episode_id = episode.episode_id
         self.bar.set_postfix_str(f"{episode.episode_id} step 0")
 
     def on_observation(self, step: int, obs: Any) -> None:
@@ -268,17 +270,19 @@ def _run_loop(cfg: RunConfig, env: Any, planner: Any, episodes: list[Any], outco
                 bar.update(1)
                 continue
             recorders = make_recorders(cfg, out) if record else []
+            progress = StepProgress(bar)
             try:
                 # a route starts at its first pose: no look-around (it would turn, and drift, first)
                 res = run_episode(env, planner, ep, cfg.max_steps, look_around=cfg.look_around and cfg.task != "pose",
-                                  observers=[*recorders, StepProgress(bar)], seed=cfg.seed + i)
+                                  observers=[*recorders, progress], seed=cfg.seed + i)
             except StreamEnded as e:
                 outcome.stream_ended = True
                 say(f"stream ended: {e}")
                 log.info("stream ended in episode %d: %s", i, e)
                 break
             except Exception as e:  # an env fault in one episode: report it once, keep the run going
-                msg = f"episode {eid} failed: {type(e).__name__}: {e}"
+                # a rig names its episodes at reset: report that id, the one its recordings carry
+                msg = f"episode {progress.episode_id or eid} failed: {type(e).__name__}: {e}"
                 log.error(msg)
                 outcome.errors.append(msg)
                 bar.update(1)

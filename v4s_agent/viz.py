@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -55,6 +57,15 @@ def _rerun() -> Any | None:
             _WARNED_NO_RERUN = True
             warnings.warn("rerun-sdk is not installed: skipping .rrd recordings (pip install 'v4s-agent[viz]')", stacklevel=2)
         return None
+
+
+def viewer_executable() -> str | None:
+    """The viewer rerun-sdk installs beside this Python. `rr.spawn` looks only on PATH, which misses it
+    when the environment is not activated (`.venv/bin/python -m v4s_agent.run rerun=spawn`)."""
+    if shutil.which("rerun"):
+        return None
+    beside = Path(sys.executable).with_name("rerun")
+    return str(beside) if beside.exists() else None
 
 
 def safe_name(s: str) -> str:
@@ -300,7 +311,7 @@ class RerunRecorder(EpisodeTrack):
         rec = rr.RecordingStream(self.app_id, recording_id=f"{self.run_name}-{episode.episode_id}")
         sinks: list[Any] = [rr.FileSink(str(self.path))]
         if self.mode == "spawn":
-            rr.spawn(connect=False, recording=rec)
+            rr.spawn(connect=False, recording=rec, executable_path=viewer_executable())
             sinks.append(rr.GrpcSink())
         elif self.mode == "connect":
             sinks.append(rr.GrpcSink(self.url))
@@ -420,6 +431,7 @@ class RerunRecorder(EpisodeTrack):
                 rec.log("imagination/clip", self._image(self.clip[k]))
             self._clip_counter += F
             rec.disable_timeline("imagined_frame")
+            self._overlays.add("imagination/clip")  # so a plan without a clip clears it
             if self.box is not None:
                 b = self.box
                 box = rr.Boxes2D(array=[[b.x0, b.y0, b.x1, b.y1]], array_format=rr.Box2DFormat.XYXY,
