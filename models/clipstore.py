@@ -18,7 +18,8 @@ from models.types import Clip
 
 FORMAT = "v4s-clips"
 VERSION = 1
-_ARRAY_FIELDS = ("context_frames", "context_indices", "target_frames", "target_poses", "target_box")
+_ARRAY_FIELDS = ("context_frames", "context_indices", "target_frames", "target_poses", "target_box", "context_poses",
+                 "context_depth")
 _META_FIELDS = ("mode", "instruction", "num_box_frames", "scene_seed", "category", "instance_id")
 
 
@@ -46,6 +47,11 @@ def _validate(clip: Clip, i: int) -> None:
         raise bad(f"num_box_frames={clip.num_box_frames} must be in [0, {f})")
     if clip.target_box is not None and np.asarray(clip.target_box).shape != (4,):
         raise bad("target_box must be (4,) x0, y0, x1, y1 or None")
+    if clip.context_poses is not None and np.asarray(clip.context_poses).shape != (n, 4, 4):
+        raise bad(f"context_poses must be (N, 4, 4) = ({n}, 4, 4), got {np.asarray(clip.context_poses).shape}")
+    if clip.context_depth is not None and np.asarray(clip.context_depth).shape != clip.context_frames.shape[:3]:
+        raise bad(f"context_depth must be (N, H, W) = {clip.context_frames.shape[:3]}, got "
+                  f"{np.asarray(clip.context_depth).shape}")
 
 
 def write_shard(clips: list[Clip], path: str | Path) -> None:
@@ -64,6 +70,10 @@ def write_shard(clips: list[Clip], path: str | Path) -> None:
         tensors[f"{i}/target_poses"] = np.asarray(c.target_poses, dtype=np.float32)
         if c.target_box is not None:
             tensors[f"{i}/target_box"] = np.asarray(c.target_box, dtype=np.float32)
+        if c.context_poses is not None:
+            tensors[f"{i}/context_poses"] = np.asarray(c.context_poses, dtype=np.float32)
+        if c.context_depth is not None:
+            tensors[f"{i}/context_depth"] = np.asarray(c.context_depth, dtype=np.float16)
         meta.append({k: getattr(c, k) for k in _META_FIELDS})
     tmp = stem.with_name(stem.name + ".tmp.safetensors")
     save_file(tensors, str(tmp))
@@ -95,7 +105,8 @@ def _read_clip(stem: Path, i: int, meta: dict) -> Clip:
         mode=meta["mode"], context_frames=arr["context_frames"], context_indices=arr["context_indices"],
         target_frames=arr["target_frames"], target_poses=arr["target_poses"], instruction=meta["instruction"],
         num_box_frames=int(meta["num_box_frames"]), target_box=arr.get("target_box"),
-        scene_seed=int(meta["scene_seed"]), category=meta["category"], instance_id=int(meta["instance_id"]))
+        scene_seed=int(meta["scene_seed"]), category=meta["category"], instance_id=int(meta["instance_id"]),
+        context_poses=arr.get("context_poses"), context_depth=arr.get("context_depth"))
 
 
 class ClipDataset(torch.utils.data.Dataset):

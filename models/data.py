@@ -280,13 +280,25 @@ def nav_path(world: Any, start: Pose, n: int, rng: np.random.Generator, max_forw
 # ------------------------------------------------------------------------------------ rendering
 def render_rgb(world: Any, poses: list[Pose], size: int) -> np.ndarray:
     """(N, size, size, 3) uint8: renders at the world's resolution, INTER_AREA to `size` (as the agent)."""
-    out = []
+    return render_rgbd(world, poses, size)[0]
+
+
+def render_rgbd(world: Any, poses: list[Pose], size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """`render_rgb` and the depth maps (N, size, size) float16 metres, or None when the world renders
+    no depth. Depth is resized with the nearest neighbour: averaging depths across an edge would put
+    points in mid-air."""
+    out, depths = [], []
     for p in poses:
-        rgb = world.render_at(p, semantic=False).rgb
+        obs = world.render_at(p, semantic=False)
+        rgb, depth = obs.rgb, obs.depth
         if rgb.shape[:2] != (size, size):
             rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+        if depth is not None and depth.shape[:2] != (size, size):
+            depth = cv2.resize(depth, (size, size), interpolation=cv2.INTER_NEAREST)
         out.append(rgb)
-    return np.stack(out)
+        depths.append(depth)
+    has_depth = all(d is not None for d in depths)
+    return np.stack(out), (np.stack(depths).astype(np.float16) if has_depth else None)
 
 
 def target_box(world: Any, pose: Pose, instance_id: int, min_pixels: int = 1) -> tuple[Box2D | None, np.ndarray]:
@@ -313,6 +325,7 @@ class Station:
 
     poses: list[Pose]
     frames: np.ndarray  # (N, size, size, 3) uint8
+    depths: np.ndarray | None = None  # (N, size, size) float16 metres (when the world renders depth)
 
     @property
     def current(self) -> Pose:
@@ -426,7 +439,7 @@ def make_station(world: Any, rng: np.random.Generator, cfg: ClipGenConfig, with_
             target = find_target(world, poses[-1], cat, cfg)
             if target is None:
                 continue
-            return Station(poses, render_rgb(world, poses, cfg.size)), target
+            return Station(poses, *render_rgbd(world, poses, cfg.size)), target
     # navigation-only station (or no grounding target found): look-around anywhere, maybe a random walk
     p0_xz = g.sample_navigable(rng)
     p0 = Pose((float(p0_xz[0]), h, float(p0_xz[1])), float(rng.uniform(-math.pi, math.pi)))
@@ -437,7 +450,7 @@ def make_station(world: Any, rng: np.random.Generator, cfg: ClipGenConfig, with_
         if len(pts) >= 2:
             end = Pose((float(pts[-1][0]), h, float(pts[-1][1])), heading)
             poses += walk_poses(p0, pts[1:-1], end, cfg.max_walk_frames)
-    return Station(poses, render_rgb(world, poses, cfg.size)), None
+    return Station(poses, *render_rgbd(world, poses, cfg.size)), None
 
 
 def select_context(station: Station, rng: np.random.Generator, cfg: ClipGenConfig) -> np.ndarray:
@@ -456,6 +469,13 @@ def select_context(station: Station, rng: np.random.Generator, cfg: ClipGenConfi
     return np.sort(np.concatenate([rest, [n_src - 1]])).astype(np.int64)
 
 
+def context_geometry(station: Station, ctx_idx: np.ndarray) -> dict[str, np.ndarray | None]:
+    """The context frames' camera-to-world poses and depth maps (a Clip's context_poses / context_depth)."""
+    poses = np.stack([pose_to_matrix(station.poses[i]) for i in ctx_idx]).astype(np.float32)
+    depth = None if station.depths is None else station.depths[ctx_idx]
+    return {"context_poses": poses, "context_depth": depth}
+
+
 def grounding_clip(world: Any, station: Station, target: GroundingTarget, ctx_idx: np.ndarray, cfg: ClipGenConfig,
                    scene_seed: int) -> Clip:
     """Path frames from the current view to the centred view, then the red-box frames."""
@@ -472,7 +492,7 @@ def grounding_clip(world: Any, station: Station, target: GroundingTarget, ctx_id
         target_poses=np.stack([pose_to_matrix(p) for p in poses + [target.end] * cfg.box_frames]).astype(np.float32),
         instruction=grounding_instruction(world.scene.scene_phrase(), category_phrase(target.category)),
         num_box_frames=cfg.box_frames, target_box=xyxy, scene_seed=int(scene_seed), category=target.category,
-        instance_id=target.instance_id)
+        instance_id=target.instance_id, **context_geometry(station, ctx_idx))
 
 
 def navigation_clip(world: Any, station: Station, ctx_idx: np.ndarray, rng: np.random.Generator, cfg: ClipGenConfig,
@@ -483,7 +503,7 @@ def navigation_clip(world: Any, station: Station, ctx_idx: np.ndarray, rng: np.r
         mode="navigation", context_frames=station.frames[ctx_idx], context_indices=ctx_idx,
         target_frames=np.concatenate([station.frames[-1:], frames]),
         target_poses=np.stack([pose_to_matrix(p) for p in poses]).astype(np.float32),
-        scene_seed=int(scene_seed))
+        scene_seed=int(scene_seed), **context_geometry(station, ctx_idx))
 
 
 def clip_modes(cfg: ClipGenConfig) -> list[str]:
@@ -528,7 +548,7 @@ def _worker_world(cfg: ClipGenConfig, first_scene: int) -> Any:
         from envs.embedded.world import EmbeddedWorld
 
         _WORLD = EmbeddedWorld(WorldConfig(width=cfg.render_size, height=cfg.render_size, hfov_deg=cfg.hfov_deg,
-                                           render_depth=False, render_semantic=False), scene_seed=first_scene)
+                                           render_depth=True, render_semantic=False), scene_seed=first_scene)
     return _WORLD
 
 

@@ -49,11 +49,12 @@ class Memory:
         self._obs: list[Observation] = []
 
     @classmethod
-    def of(cls, frames: np.ndarray, poses: list[Pose | None], cfg: MemoryConfig | None = None) -> Memory:
-        """A memory that has seen `frames` (N, H, W, 3) uint8 at `poses`, in that order."""
+    def of(cls, frames: np.ndarray, poses: list[Pose | None], cfg: MemoryConfig | None = None,
+           depths: np.ndarray | None = None) -> Memory:
+        """A memory that has seen `frames` (N, H, W, 3) uint8 (and `depths` (N, H, W) metres) at `poses`."""
         memory = cls(cfg)
-        for rgb, pose in zip(frames, poses):
-            memory.add(Observation(rgb=rgb, pose=pose))
+        for i, (rgb, pose) in enumerate(zip(frames, poses)):
+            memory.add(Observation(rgb=rgb, pose=pose, depth=None if depths is None else depths[i]))
         return memory
 
     def add(self, obs: Observation) -> int:
@@ -135,19 +136,24 @@ class Memory:
 
     def select_context(self, n: int | None = None, size: tuple[int, int] | None = None) -> VideoContext:
         """Context for the model: `n` frames (default max_context), resized to `size` = (H, W) if
-        given (INTER_AREA, as the training clips are downsampled), with their source indices and
-        poses (when every chosen frame has one)."""
+        given (INTER_AREA, as the training clips are downsampled), with their source indices, poses
+        and depth maps (each when every chosen frame has one; depth resized with the nearest
+        neighbour, since averaging depths across an edge would put points in mid-air)."""
         idx = self.select_indices(self.cfg.max_context if n is None else n)
         frames = np.stack([self._obs[i].rgb for i in idx])
+        ds = [self._obs[i].depth for i in idx]
+        depths = None if any(d is None for d in ds) else np.stack(ds).astype(np.float32)
         if size is not None:
             h, w = size
             if h <= 0 or w <= 0:
                 raise ValueError(f"size must be positive (H, W), got {size}")
             if (h, w) != frames.shape[1:3]:
                 frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+            if depths is not None and (h, w) != depths.shape[1:3]:
+                depths = np.stack([cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) for d in depths])
         ps = [self._obs[i].pose for i in idx]
         poses = None if any(p is None for p in ps) else np.stack([pose_to_matrix(p) for p in ps])
-        return VideoContext(frames=frames, indices=idx, poses=poses)
+        return VideoContext(frames=frames, indices=idx, poses=poses, depths=depths)
 
 
 def look_around_actions(turn_angle_deg: float = 30.0) -> list[Action]:

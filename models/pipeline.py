@@ -39,6 +39,9 @@ from models.conditioning import (
 from models.text_encoders import MiniLMTextEncoder, TextEncoder, UMT5TextEncoder, load_text_encoder
 from models.transformer import V4STransformer, wan22_ti2v_5b_config
 from models.types import ImaginedVideo, VideoContext
+from models.warp import warp_frames
+
+GEOMETRY_PRIORS = ("none", "warp")
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "v4s-tiny"
 TINY_CODEC_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "tiny-codec"
@@ -64,6 +67,12 @@ class ImaginationConfig:
     # "group" = one per run of the codec's temporal_factor frames, as the VAE makes them (the paper;
     # RoPE positions then step by 1 per group instead of 1/temporal_factor per frame)
     context_latents: str = "frame"
+    # context_poses: each context latent carries its camera (Plücker maps relative to the current view)
+    # through the camera layer; False is the paper's pose-free context
+    context_poses: bool = False
+    # geometry_prior: "warp" = in navigation, the context RGB-D frames splatted into every target camera
+    # (models.warp), encoded, with a validity mask, through the transformer's geometry layer; "none" = off
+    geometry_prior: str = "none"
 
     def __post_init__(self) -> None:
         if self.height <= 0 or self.width <= 0:
@@ -78,6 +87,8 @@ class ImaginationConfig:
             raise ValueError("guidance_scale must be >= 0 (<= 1 disables CFG)")
         if self.context_latents not in ("frame", "group"):
             raise ValueError(f"context_latents must be 'frame' or 'group', got {self.context_latents!r}")
+        if self.geometry_prior not in GEOMETRY_PRIORS:
+            raise ValueError(f"geometry_prior must be one of {GEOMETRY_PRIORS}, got {self.geometry_prior!r}")
         if self.text_encoder not in ("minilm", "umt5"):
             raise ValueError(f"text_encoder must be 'minilm' or 'umt5', got {self.text_encoder!r}")
 
@@ -127,6 +138,12 @@ class ImaginationPipeline(DiffusionPipeline):
         if codec.latent_channels != transformer.config.in_channels:
             raise ValueError(f"codec latent channels {codec.latent_channels} != transformer in_channels "
                              f"{transformer.config.in_channels}")
+        if s.context_poses and transformer.camera_embedding is None:
+            raise ValueError("context_poses=true needs a transformer with a camera layer (camera_channels)")
+        if s.geometry_prior != "none" and transformer.config.geometry_channels != self.geometry_channels:
+            raise ValueError(f"geometry_prior={s.geometry_prior!r} needs a transformer geometry layer of "
+                             f"{self.geometry_channels} channels (transformer.add_geometry_layer), got "
+                             f"{transformer.config.geometry_channels}")
 
     # ---- Imagination protocol attributes
     @property
@@ -154,6 +171,11 @@ class ImaginationPipeline(DiffusionPipeline):
         f = self.codec.spatial_factor
         return self.settings.height // f, self.settings.width // f
 
+    @property
+    def geometry_channels(self) -> int:
+        """Channels of the geometry prior per latent pixel: the warp's latents and its validity mask."""
+        return self.codec.latent_channels + 1
+
     # ---- conditioning builders (also used by the trainer)
     def camera_for(self, c2w_rel: np.ndarray | None, num_frames: int) -> torch.Tensor | None:
         """(6, Fl, h, w) Plücker maps, zeros for 'no camera' (grounding / unconditional); None if the
@@ -168,6 +190,56 @@ class ImaginationPipeline(DiffusionPipeline):
             return torch.zeros(6, fl, h, w)
         return plucker_latent(c2w_rel, self.codec.latent_frame_sources(num_frames), self.settings.hfov_deg, h, w)
 
+    def context_camera_for(self, c2w: np.ndarray | None) -> torch.Tensor | None:
+        """(6, N, h, w) Plücker maps of the context latents' cameras ((N, 4, 4) camera-to-world, the
+        last being the current view), relative to the current view, when `settings.context_poses`;
+        else None."""
+        if not self.settings.context_poses:
+            return None
+        if c2w is None:
+            raise ValueError("context_poses=true needs the pose of every context frame (VideoContext.poses); "
+                             "this source gives none: use a checkpoint with context_poses=false")
+        c2w = np.asarray(c2w, dtype=np.float64)
+        h, w = self.latent_hw
+        return plucker_latent(np.linalg.inv(c2w[-1])[None] @ c2w, list(range(len(c2w))), self.settings.hfov_deg, h, w)
+
+    def geometry_for(self, context: VideoContext, c2w_rel: np.ndarray | None, num_frames: int) -> torch.Tensor | None:
+        """(geometry_channels, Fl, h, w) geometry prior of the target frames: the context RGB-D frames
+        splatted into each target camera (`c2w_rel`, relative to the current view; holes filled from
+        the current view), encoded like a target clip, and the share of splatted pixels per latent
+        pixel. Zeros without target cameras (grounding, the unconditional branch); None when off."""
+        if self.settings.geometry_prior == "none":
+            return None
+        h, w = self.latent_hw
+        fl = self.codec.num_latent_frames(num_frames)
+        if c2w_rel is None:
+            return torch.zeros(self.geometry_channels, fl, h, w)
+        if context.depths is None or context.poses is None:
+            missing = "depth" if context.depths is None else "poses"
+            raise ValueError(f"geometry_prior=warp needs the context frames' {missing}: this camera gives none "
+                             f"(use a depth camera, or a checkpoint with geometry_prior=none)")
+        s = self.settings
+        frames = resize_frames(context.frames, s.height, s.width)
+        c2w = np.asarray(context.poses, dtype=np.float64)
+        images, valid = warp_frames(frames, context.depths, c2w, c2w[-1][None] @ np.asarray(c2w_rel), s.hfov_deg,
+                                    fill=frames[-1])
+        latents = self.encode_frames(images)[0].float().cpu()
+        sources = self.codec.latent_frame_sources(num_frames)
+        mask = torch.from_numpy(valid[sources].astype(np.float32))[:, None]  # Fl, 1, H, W
+        mask = torch.nn.functional.adaptive_avg_pool2d(mask, (h, w))[:, 0]
+        return torch.cat([latents, mask[None]], dim=0)
+
+    def context_selection(self, num_frames: int, max_context_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(keep, sources): which context frames the model reads (≤ max, the last = current view kept),
+        and for each context latent the frame (a position in `keep`) whose camera it carries: itself,
+        or the last frame of its temporal group (`settings.context_latents`)."""
+        m = max_context_frames or self.settings.max_context_frames
+        if self.settings.context_latents == "frame":
+            keep = pick_context(num_frames, m)
+            return keep, np.arange(len(keep))
+        keep = pick_context_groups(num_frames, m, self.codec.temporal_factor)
+        return keep, context_groups(len(keep), self.codec.temporal_factor)[1]
+
     def prepare_context(self, context: VideoContext, max_context_frames: int | None = None
                         ) -> tuple[torch.Tensor, np.ndarray]:
         """Pick ≤ max context frames (keeping the last = current view), resize, encode: one latent per
@@ -177,11 +249,9 @@ class ImaginationPipeline(DiffusionPipeline):
             raise TypeError(f"context must be a models.types.VideoContext, got {type(context).__name__}")
         if len(context.frames) == 0:
             raise ValueError("context has no frames: pass at least the current view")
-        m = max_context_frames or self.settings.max_context_frames
+        keep, _ = self.context_selection(len(context.frames), max_context_frames)
         if self.settings.context_latents == "frame":
-            keep = pick_context(len(context.frames), m)
             return self.encode_frames(context.frames[keep], as_context=True), context.indices[keep]
-        keep = pick_context_groups(len(context.frames), m, self.codec.temporal_factor)
         return self.encode_context_groups(context.frames[keep], np.asarray(context.indices)[keep])
 
     @torch.no_grad()
@@ -207,10 +277,13 @@ class ImaginationPipeline(DiffusionPipeline):
     def denoise(self, ctx_latents: torch.Tensor, ctx_positions: np.ndarray, text_cond: torch.Tensor,
                 camera: torch.Tensor | None, num_samples: int, num_inference_steps: int, guidance_scale: float,
                 seed: int, use_context_cache: bool, text_uncond: torch.Tensor | None = None,
-                context_cfg: str = "noise") -> tuple[torch.Tensor, dict]:
+                context_cfg: str = "noise", context_camera: torch.Tensor | None = None,
+                geometry: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Flow-matching sampling of target latents (S, C, Fl, h, w) given encoded conditions (batch 1).
+        `context_camera` (6, Nc, h, w) and `geometry` (G, Fl, h, w): see `context_camera_for`, `geometry_for`.
 
-        Classifier-free guidance (guidance_scale > 1) drops text and camera in the unconditional branch;
+        Classifier-free guidance (guidance_scale > 1) drops text, camera and geometry prior in the
+        unconditional branch (and the context cameras with a noised context);
         `context_cfg` says what it does with the context: "noise" replaces it with noise (the paper's
         joint CFG, the default), "keep" keeps the real context (the paper's "w/o context CFG" ablation)."""
         if context_cfg not in ("noise", "keep"):
@@ -226,31 +299,36 @@ class ImaginationPipeline(DiffusionPipeline):
         cfg = guidance_scale > 1.0
         ctx = ctx_latents.to(dev, dtype).expand(S, -1, -1, -1, -1)
         text = text_cond.to(dev, dtype).expand(S, -1, -1)
-        cam = None if camera is None else camera.to(dev, dtype)[None].expand(S, -1, -1, -1, -1)
+        def batch(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.to(dev, dtype)[None].expand(S, *x.shape)
+
+        cam, ctx_cam, geo = batch(camera), batch(context_camera), batch(geometry)
         if cfg:
             uncond_ctx = torch.randn(ctx.shape, generator=gen).to(dev, dtype) if context_cfg == "noise" else ctx
             ctx = torch.cat([ctx, uncond_ctx])
             tu = text_uncond if text_uncond is not None else self.text_encoder.encode([""])
             text = torch.cat([text, tu.to(dev, dtype).expand(S, -1, -1)])
-            if cam is not None:
-                cam = torch.cat([cam, torch.zeros_like(cam)])
+            cam, geo = (None if x is None else torch.cat([x, torch.zeros_like(x)]) for x in (cam, geo))
+            if ctx_cam is not None:
+                ctx_cam = torch.cat([ctx_cam, ctx_cam if context_cfg == "keep" else torch.zeros_like(ctx_cam)])
         latents = latents.to(dev, dtype)
         B = ctx.shape[0]
         ctx_pos_t = torch.from_numpy(ctx_pos)
         tgt_pos_t = torch.from_numpy(tgt_pos)
         all_pos = torch.cat([ctx_pos_t, tgt_pos_t])
         cached = use_context_cache and tr.config.context_attention == "one_way"
-        cache = tr.build_context_cache(ctx, text, ctx_pos_t) if cached else None
+        cache = tr.build_context_cache(ctx, text, ctx_pos_t, context_camera=ctx_cam) if cached else None
         nc = ctx.shape[2]
         self.scheduler.set_timesteps(num_inference_steps, device=dev)
         for t in self.scheduler.timesteps:
             x_in = torch.cat([latents] * 2) if cfg else latents
             ts = t.expand(B).to(dev)
             if cached:
-                pred = tr(x_in, ts, text, frame_positions=tgt_pos_t, camera=cam, context_cache=cache).sample
+                pred = tr(x_in, ts, text, frame_positions=tgt_pos_t, camera=cam, context_cache=cache,
+                          geometry=geo).sample
             else:
                 pred = tr(torch.cat([ctx, x_in], dim=2), ts, text, frame_positions=all_pos, num_context_frames=nc,
-                          camera=cam).sample
+                          camera=cam, context_camera=ctx_cam, geometry=geo).sample
             if cfg:
                 p_c, p_u = pred.chunk(2)
                 pred = p_u + guidance_scale * (p_c - p_u)
@@ -277,21 +355,29 @@ class ImaginationPipeline(DiffusionPipeline):
             raise ValueError("num_inference_steps must be >= 1")
         gs = float(s.guidance_scale if guidance_scale is None else guidance_scale)
         ctx_lat, ctx_idx = self.prepare_context(context, max_context_frames)
+        keep, sources = self.context_selection(len(context.frames), max_context_frames)
+        ctx_cam = self.context_camera_for(None if context.poses is None else np.asarray(context.poses)[keep][sources])
+        c2w_rel = None
         if waypoints is not None:
             waypoints = np.asarray(waypoints, dtype=np.float64)
             if waypoints.shape != (s.num_frames, 6):
                 raise ValueError(f"waypoints must be ({s.num_frames}, 6): one (dx, dy, dz, yaw, pitch, roll) row per "
                                  f"target frame, the first being the current camera; got {waypoints.shape}")
             mode, prompt = "navigation", s.navigation_prompt
-            camera = self.camera_for(relative_to_first(waypoints_to_c2w(waypoints)), s.num_frames)
+            c2w_rel = relative_to_first(waypoints_to_c2w(waypoints))
+            camera = self.camera_for(c2w_rel, s.num_frames)
         else:
             if not isinstance(instruction, str) or not instruction.strip():
                 raise ValueError("grounding needs a non-empty instruction string (see envs.instructions.grounding_instruction)")
             mode, prompt = "grounding", instruction
             camera = self.camera_for(None, s.num_frames)
         text = self.text_encoder.encode([prompt])
+        t_geo = time.perf_counter()
+        geometry = self.geometry_for(context, c2w_rel, s.num_frames)
+        t_geo = time.perf_counter() - t_geo
         latents, meta = self.denoise(ctx_lat, ctx_idx, text, camera, num_samples, steps, gs, seed, use_context_cache,
-                                     context_cfg=context_cfg)
+                                     context_cfg=context_cfg, context_camera=ctx_cam, geometry=geometry)
+        meta["geometry_seconds"] = t_geo
         video = self.codec.decode_target(latents.float(), s.num_frames)  # S, 3, F, H, W
         frames = tensor_to_frames(video.permute(0, 2, 1, 3, 4))
         meta.update(steps=steps, guidance_scale=gs, seed=seed, num_context_frames=int(ctx_lat.shape[2]),
@@ -392,8 +478,11 @@ class ImaginationPipeline(DiffusionPipeline):
         kw = {"torch_dtype": dtype} if dtype is not None else {}
         cfg = json.loads((path / "transformer" / "config.json").read_text())
         ps = cfg.get("patch_size", [1, 2, 2])
+        if settings.geometry_prior != "none":  # the zero-initialised geometry layer: the VAE latents + a mask
+            kw["geometry_channels"] = int(cfg.get("in_channels", 16)) + 1
         transformer = V4STransformer.from_wan(str(path), camera_channels=6 * ps[0] * ps[1] * ps[2],
                                               context_attention=attention, **kw)
+        kw.pop("geometry_channels", None)
         codec = WanVAECodec.from_pretrained(str(path), subfolder="vae", **kw)
         text_encoder = UMT5TextEncoder.from_pretrained(path, max_length=settings.text_max_length, torch_dtype=dtype)
         sched_name = json.loads((path / "scheduler" / "scheduler_config.json").read_text())["_class_name"]

@@ -32,11 +32,13 @@ from envs.config import parse_overrides
 from models.clipstore import ClipDataset
 from models.codecs import TinyAutoencoder
 from models.conditioning import (
+    context_groups,
     relative_to_first,
     rope_positions,
     sample_context_groups,
 )
 from models.pipeline import (
+    GEOMETRY_PRIORS,
     TINY_CODEC_CHECKPOINT,
     ImaginationConfig,
     ImaginationPipeline,
@@ -44,9 +46,13 @@ from models.pipeline import (
     shared_minilm,
     tiny_transformer_config,
 )
-from models.types import Clip
+from models.types import Clip, VideoContext
 
 FINETUNE_MODES = ("full", "attention", "lora")
+
+
+class DataMismatchError(ValueError):
+    """The clips lack what the options ask for (reported as one line, exit code 2)."""
 
 
 @dataclass
@@ -77,9 +83,14 @@ class TrainConfig:
     mode: str | None = None  # train on "grounding" or "navigation" clips only
     max_context_frames: int = 16
     context_group: int = 0  # 0 = auto: the codec's temporal factor for Wan (4), 1 for the tiny codec
-    # tiny init only: "frame" (one context latent per frame, the default) | "group" (one per run of the codec's
-    # temporal_factor frames, as the VAE makes them; see ImaginationConfig.context_latents)
-    context_latents: str = "frame"
+    # "frame" (one context latent per frame) | "group" (one per run of the codec's temporal_factor frames, as
+    # the VAE makes them; see ImaginationConfig.context_latents) | "" = the init's (tiny: frame)
+    context_latents: str = ""
+    # context_poses / geometry_prior: ImaginationConfig's options of the same names (set on any init; the
+    # geometry layer is added zero-initialised when the init lacks it); they need clips with context
+    # poses / depth (models.data writes both)
+    context_poses: bool = False
+    geometry_prior: str = "none"
     p_drop_joint: float = 0.1  # text/camera AND context dropped (the unconditional branch of joint CFG)
     p_drop_text: float = 0.05
     p_drop_context: float = 0.05
@@ -115,8 +126,10 @@ class TrainConfig:
             raise ValueError(f"resolution must be 0 (default 64) or a multiple of 16 in [16, 512], got {self.resolution}")
         if min(self.num_layers, self.ffn_dim, self.num_attention_heads) < 0:
             raise ValueError("num_layers, ffn_dim and num_attention_heads must be >= 0 (0 = the tiny default)")
-        if self.context_latents not in ("frame", "group"):
-            raise ValueError(f"context_latents must be 'frame' or 'group', got {self.context_latents!r}")
+        if self.context_latents not in ("", "frame", "group"):
+            raise ValueError(f"context_latents must be 'frame', 'group' or '' (the init's), got {self.context_latents!r}")
+        if self.geometry_prior not in GEOMETRY_PRIORS:
+            raise ValueError(f"geometry_prior must be one of {GEOMETRY_PRIORS}, got {self.geometry_prior!r}")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         if self.mode not in (None, "grounding", "navigation"):
@@ -156,11 +169,30 @@ def init_pipeline(cfg: TrainConfig, first_clip: Clip) -> ImaginationPipeline:
         box = first_clip.num_box_frames if first_clip.mode == "grounding" else 4
         size = {"height": cfg.resolution, "width": cfg.resolution} if cfg.resolution else {}
         settings = ImaginationConfig(num_frames=len(first_clip.target_frames), num_box_frames=box,
-                                     max_context_frames=cfg.max_context_frames, context_latents=cfg.context_latents,
+                                     max_context_frames=cfg.max_context_frames,
+                                     context_latents=cfg.context_latents or "frame",
                                      **size)
         sizes = {k: getattr(cfg, k) for k in ("num_layers", "ffn_dim", "num_attention_heads") if getattr(cfg, k)}
-        return build_pipeline(tiny_transformer_config(**sizes), codec, shared_minilm(), settings, seed=cfg.seed)
-    return ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
+        pipe = build_pipeline(tiny_transformer_config(**sizes), codec, shared_minilm(), settings, seed=cfg.seed)
+    else:
+        pipe = ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
+    return with_priors(pipe, cfg, first_clip)
+
+
+def with_priors(pipe: ImaginationPipeline, cfg: TrainConfig, first_clip: Clip) -> ImaginationPipeline:
+    """Set the context-pose, geometry-prior and context-latent options on any init; a missing geometry
+    layer is added at zero, so it starts out changing nothing."""
+    if cfg.context_poses and first_clip.context_poses is None:
+        raise DataMismatchError(f"context_poses=true needs clips with context poses; {cfg.data} has none "
+                         f"(regenerate it with python -m models.data)")
+    if cfg.geometry_prior != "none" and first_clip.context_depth is None:
+        raise DataMismatchError(f"geometry_prior={cfg.geometry_prior} needs clips with context depth; {cfg.data} has none "
+                         f"(regenerate it with python -m models.data)")
+    if cfg.geometry_prior != "none":
+        pipe.transformer.add_geometry_layer(pipe.geometry_channels)
+    settings = dataclasses.replace(pipe.settings, context_poses=cfg.context_poses, geometry_prior=cfg.geometry_prior,
+                                   context_latents=cfg.context_latents or pipe.settings.context_latents)
+    return ImaginationPipeline(pipe.transformer, pipe.codec, pipe.text_encoder, pipe.scheduler, settings)
 
 
 def select_trainable(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
@@ -176,8 +208,9 @@ def select_trainable(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
 
         transformer.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank, init_lora_weights=True,
                                            target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    if transformer.camera_embedding is not None:
-        transformer.camera_embedding.requires_grad_(True)
+    for layer in (transformer.camera_embedding, transformer.geometry_embedding):
+        if layer is not None:
+            layer.requires_grad_(True)
     params = [p for p in transformer.parameters() if p.requires_grad]
     if not params:
         raise RuntimeError(f"finetune={cfg.finetune} left no trainable parameters")
@@ -209,6 +242,8 @@ class EncodedClip:
     camera: torch.Tensor | None  # (6, Fl, h, w) or None (grounding)
     prompt: str
     mode: str
+    ctx_camera: torch.Tensor | None = None  # (6, N, h, w) Plücker maps of the context latents (context_poses)
+    geometry: torch.Tensor | None = None  # (G, Fl, h, w) geometry prior of the targets (geometry_prior)
 
 
 class ClipEncoder:
@@ -230,15 +265,24 @@ class ClipEncoder:
         if s.context_latents == "group":  # one latent per temporal group, as the sampler makes them
             ctx_lat, ctx_idx = pipe.encode_context_groups(clip.context_frames, clip.context_indices)
             ctx_lat = ctx_lat[0].half().cpu()
+            sources = context_groups(len(clip.context_frames), pipe.codec.temporal_factor)[1]
         else:
             ctx_lat, ctx_idx = pipe.encode_frames(clip.context_frames, as_context=True)[0].half().cpu(), clip.context_indices
+            sources = np.arange(len(clip.context_frames))
         tgt_lat = pipe.encode_frames(clip.target_frames)[0].half().cpu()
-        camera = None
+        camera = c2w_rel = None
         prompt = clip.instruction
         if clip.mode == "navigation":
-            camera = pipe.camera_for(relative_to_first(clip.target_poses), s.num_frames)
+            c2w_rel = relative_to_first(clip.target_poses)
+            camera = pipe.camera_for(c2w_rel, s.num_frames)
             prompt = s.navigation_prompt
-        enc = EncodedClip(ctx_lat, np.asarray(ctx_idx), tgt_lat, camera, prompt, clip.mode)
+        poses = None if clip.context_poses is None else np.asarray(clip.context_poses)[sources]
+        ctx_camera = pipe.context_camera_for(poses)
+        context = VideoContext(clip.context_frames, clip.context_indices, poses=clip.context_poses,
+                               depths=clip.context_depth)
+        geometry = pipe.geometry_for(context, c2w_rel, s.num_frames)
+        enc = EncodedClip(ctx_lat, np.asarray(ctx_idx), tgt_lat, camera, prompt, clip.mode,
+                          None if ctx_camera is None else ctx_camera.half(), None if geometry is None else geometry.half())
         self.cache[idx] = enc
         return enc
 
@@ -260,7 +304,7 @@ def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[in
     group = 1 if grouped else cfg.context_group or (tf if not isinstance(pipe.codec, TinyAutoencoder) else 1)
     first = clips[keep[0]]
     fl = first.tgt.shape[1]
-    ctxs, tgts, cams, prompts, positions = [], [], [], [], []
+    ctxs, tgts, cams, prompts, positions, ctx_cams, geos = [], [], [], [], [], [], []
     for j in range(len(indices)):
         pick = sample_context_groups(lengths[j], n, group, rng)
         drop_text = drop_ctx = False
@@ -278,20 +322,29 @@ def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[in
         c = clips[j]
         ctx = c.ctx[:, pick].float() if noise_ctx is None else noise_ctx
         cam = c.camera if c.camera is not None else pipe.camera_for(None, pipe.settings.num_frames)
+        geo = None if c.geometry is None else c.geometry.float()
+        ctx_cam = None if c.ctx_camera is None else c.ctx_camera[:, pick].float()
+        if ctx_cam is not None and noise_ctx is not None:
+            ctx_cam = torch.zeros_like(ctx_cam)  # a noised context carries no cameras either
         prompt = c.prompt
-        if drop_text:
+        if drop_text:  # the unconditional branch: no text, no target cameras, no geometry prior
             prompt = ""
             cam = None if cam is None else torch.zeros_like(cam)
+            geo = None if geo is None else torch.zeros_like(geo)
         cp, tp = rope_positions(c.ctx_idx[pick], fl, tf, pipe.settings.rope_gap)
         ctxs.append(ctx)
         tgts.append(c.tgt.float())
         cams.append(cam)
+        ctx_cams.append(ctx_cam)
+        geos.append(geo)
         prompts.append(prompt)
         positions.append(np.concatenate([cp, tp]))
     batch: dict[str, Any] = {
         "ctx": torch.stack(ctxs), "x0": torch.stack(tgts), "text": pipe.text_encoder.encode(prompts),
         "positions": torch.from_numpy(np.stack(positions)), "num_context_frames": n,
         "camera": None if cams[0] is None else torch.stack(cams),
+        "context_camera": None if ctx_cams[0] is None else torch.stack(ctx_cams),
+        "geometry": None if geos[0] is None else torch.stack(geos),
     }
     return batch
 
@@ -313,9 +366,9 @@ def flow_loss(transformer, batch: dict, generator: torch.Generator, shift: float
     s = sigma.view(-1, 1, 1, 1, 1)
     xt = (1 - s) * x0 + s * noise
     hidden = torch.cat([batch["ctx"].to(device), xt], dim=2)
-    cam = batch["camera"].to(device) if batch["camera"] is not None else None
+    cond = {k: None if batch.get(k) is None else batch[k].to(device) for k in ("camera", "context_camera", "geometry")}
     pred = transformer(hidden, sigma * 1000.0, batch["text"].to(device), frame_positions=batch["positions"].to(device),
-                       num_context_frames=batch["num_context_frames"], camera=cam).sample
+                       num_context_frames=batch["num_context_frames"], **cond).sample
     return F.mse_loss(pred.float(), (noise - x0).float())
 
 
@@ -600,7 +653,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except DataMismatchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(summary), flush=True)
     return 0
 

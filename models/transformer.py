@@ -1,14 +1,20 @@
 """The Video4Spatial transformer: diffusers' Wan DiT plus clean context frames, sparse RoPE and cameras.
 
-`V4STransformer` subclasses `WanTransformer3DModel` and adds no parameters except an optional
-zero-initialised camera projection, so a stock Wan checkpoint loads into it (`from_wan`) and, with
-contiguous positions, no camera and full attention, it computes exactly what the stock model does.
+`V4STransformer` subclasses `WanTransformer3DModel` and adds no parameters except two optional
+zero-initialised projections (cameras, geometry prior), so a stock Wan checkpoint loads into it
+(`from_wan`) and, with contiguous positions, no camera and full attention, it computes exactly what
+the stock model does.
 
 What it adds (paper §3.2, §3.4):
 - clean context latents concatenated with the noisy targets along time; context tokens get t = 0
   through Wan's per-token timestep path (the Wan2.2 TI2V model was trained with it);
 - temporal RoPE positions per frame (sparse source indices for context, last index + gap for targets);
 - navigation: Plücker ray maps of the target cameras, patchified and added to the target tokens;
+- optional context cameras: Plücker maps of each context frame's camera (relative to the current
+  view) through the same camera layer, added to the context tokens;
+- optional geometry prior: per-target-frame features (e.g. the memory warped into the target
+  cameras, encoded, plus a validity mask) through their own zero-initialised layer, added to the
+  target tokens;
 - `context_attention="one_way"`: context tokens attend only to context, so their keys/values do not
   depend on the noisy targets and are computed once per rollout (`build_context_cache`).
 
@@ -125,7 +131,8 @@ class V4STransformer(WanTransformer3DModel):
     """Wan DiT with a clean video context, per-frame RoPE positions, optional cameras and KV cache.
 
     Extra config: `camera_channels` (values per token of the patchified Plücker map, 6·pt·ph·pw;
-    None = no camera layer) and `context_attention` ("full" as in the paper, or "one_way")."""
+    None = no camera layer), `geometry_channels` (channels per latent pixel of the geometry prior;
+    None = no such layer) and `context_attention` ("full" as in the paper, or "one_way")."""
 
     _no_split_modules = ["V4SBlock"]
     _repeated_blocks = ["V4SBlock"]
@@ -151,6 +158,7 @@ class V4STransformer(WanTransformer3DModel):
         pos_embed_seq_len: int | None = None,
         camera_channels: int | None = None,
         context_attention: str = "full",
+        geometry_channels: int | None = None,
     ) -> None:
         super().__init__(
             patch_size=patch_size,
@@ -176,11 +184,25 @@ class V4STransformer(WanTransformer3DModel):
             block.__class__ = V4SBlock
         inner_dim = num_attention_heads * attention_head_dim
         self.camera_embedding: nn.Linear | None = None
+        self.geometry_embedding: nn.Linear | None = None
         if camera_channels:
             # Zero-initialised so a pretrained model starts out ignoring the cameras (ControlNet-style).
-            self.camera_embedding = nn.Linear(camera_channels, inner_dim)
-            nn.init.zeros_(self.camera_embedding.weight)
-            nn.init.zeros_(self.camera_embedding.bias)
+            self.camera_embedding = _zero_linear(camera_channels, inner_dim)
+        if geometry_channels:
+            self.geometry_embedding = _zero_linear(geometry_channels * math.prod(patch_size), inner_dim)
+
+    def add_geometry_layer(self, channels: int) -> None:
+        """Give a loaded model (e.g. a checkpoint trained without it) the zero-initialised geometry-prior
+        layer: its output starts out unchanged."""
+        if self.geometry_embedding is not None:
+            if self.config.geometry_channels != channels:
+                raise ValueError(f"this transformer's geometry layer takes {self.config.geometry_channels} channels, "
+                                 f"not {channels}")
+            return
+        ref = self.proj_out.weight
+        self.geometry_embedding = _zero_linear(channels * math.prod(self.config.patch_size), ref.shape[1],
+                                               device=ref.device, dtype=ref.dtype)
+        self.register_to_config(geometry_channels=channels)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -188,18 +210,18 @@ class V4STransformer(WanTransformer3DModel):
         """Load a stock diffusers Wan transformer folder, adding the (zero-initialised) V4S layers.
 
         diffusers leaves weights missing from the checkpoint on the meta device (low_cpu_mem_usage),
-        so the camera layer is materialised here as zeros, on the dtype/device of the loaded model."""
+        so the camera and geometry layers are materialised here as zeros, on the dtype/device of the loaded
+        model."""
         kwargs: dict[str, Any] = dict(overrides)
         if subfolder:
             kwargs["subfolder"] = subfolder
         model = cls.from_pretrained(path, **kwargs)
-        cam = model.camera_embedding
-        if cam is not None and cam.weight.is_meta:
-            ref = model.proj_out.weight
-            layer = nn.Linear(cam.in_features, cam.out_features, device=ref.device, dtype=ref.dtype)
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
-            model.camera_embedding = layer
+        ref = model.proj_out.weight
+        for name in ("camera_embedding", "geometry_embedding"):
+            layer = getattr(model, name)
+            if layer is not None and layer.weight.is_meta:
+                setattr(model, name, _zero_linear(layer.in_features, layer.out_features, device=ref.device,
+                                                  dtype=ref.dtype))
         still_meta = [n for n, p in model.named_parameters() if p.is_meta]
         if still_meta:
             raise RuntimeError(f"{path}: weights missing from the checkpoint: {still_meta[:5]} (not a Wan transformer?)")
@@ -243,7 +265,7 @@ class V4STransformer(WanTransformer3DModel):
         return memo[key]
 
     def patchify_camera(self, camera: torch.Tensor) -> torch.Tensor:
-        """(B, 6, F, H, W) Plücker maps on the latent grid → (B, F·tokens, 6·pt·ph·pw) token features."""
+        """(B, C, F, H, W) maps on the latent grid (Plücker: C = 6) → (B, F·tokens, C·pt·ph·pw) token features."""
         p_t, p_h, p_w = self.config.patch_size
         b, c, f, h, w = camera.shape
         x = camera.reshape(b, c, f // p_t, p_t, h // p_h, p_h, w // p_w, p_w)
@@ -273,6 +295,16 @@ class V4STransformer(WanTransformer3DModel):
         proj = proj.unflatten(2, (6, -1)).repeat_interleave(tokens_per_frame, dim=1)
         return temb, proj, ehs, ehs_img
 
+    def _condition(self, name: str, layer: nn.Linear | None, maps: torch.Tensor, expect: tuple[int, ...],
+                   dtype: torch.dtype) -> torch.Tensor:
+        """Token features of a per-frame conditioning map through its (zero-initialised) layer."""
+        if layer is None:
+            which = "geometry layer (geometry_channels" if name == "geometry" else "camera layer (camera_channels"
+            raise ValueError(f"{name} given but this transformer has no {which}=None)")
+        if tuple(maps.shape) != expect:
+            raise ValueError(f"{name} must be maps on the latent grid {expect}, got {tuple(maps.shape)}")
+        return layer(self.patchify_camera(maps.to(dtype)))
+
     # ------------------------------------------------------------------ public API
     def _check_latents(self, x: torch.Tensor, name: str) -> None:
         if x.ndim != 5:
@@ -287,7 +319,8 @@ class V4STransformer(WanTransformer3DModel):
 
     @torch.no_grad()
     def build_context_cache(self, context_latents: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                            frame_positions: torch.Tensor | None = None) -> ContextCache:
+                            frame_positions: torch.Tensor | None = None,
+                            context_camera: torch.Tensor | None = None) -> ContextCache:
         """Run the clean context alone through every block once (t = 0, context attends to context)
         and keep each block's keys/values. Only valid with context_attention="one_way"."""
         if self.config.context_attention != "one_way":
@@ -302,6 +335,8 @@ class V4STransformer(WanTransformer3DModel):
             frame_positions = torch.arange(nf)
         rotary_emb = self.rotary_embedding(frame_positions, pph, ppw)
         x = self.patch_embedding(context_latents).flatten(2).transpose(1, 2).contiguous()
+        if context_camera is not None:
+            x = x + self._condition("context_camera", self.camera_embedding, context_camera, (b, 6, f, h, w), x.dtype)
         ts = torch.zeros(b, nf, device=x.device)
         _, temb, ehs, _ = self._embed_conditions(ts, encoder_hidden_states, pph * ppw, x.shape[1], None)
         keys, values = [], []
@@ -321,6 +356,8 @@ class V4STransformer(WanTransformer3DModel):
         num_context_frames: int = 0,
         camera: torch.Tensor | None = None,
         context_cache: ContextCache | None = None,
+        context_camera: torch.Tensor | None = None,
+        geometry: torch.Tensor | None = None,
         encoder_hidden_states_image: torch.Tensor | None = None,
         return_dict: bool = True,
         attention_kwargs: dict[str, Any] | None = None,
@@ -333,6 +370,10 @@ class V4STransformer(WanTransformer3DModel):
         frame_positions: (F,) or (B, F) temporal RoPE positions of the latent frames in hidden_states
             (default 0..F-1).
         camera: (B, 6, Ft, H, W) Plücker maps of the target frames on the latent grid, or None.
+        context_camera: (B, 6, Fc, H, W) Plücker maps of the context frames (relative to the current
+            view), through the camera layer, or None (the paper's pose-free context). With a cache it
+            went into `build_context_cache` instead.
+        geometry: (B, geometry_channels, Ft, H, W) geometry prior of the target frames, or None.
         Returns the prediction for the Ft target frames only: (B, C_out, Ft, H, W).
         """
         self._check_latents(hidden_states, "hidden_states")
@@ -369,15 +410,22 @@ class V4STransformer(WanTransformer3DModel):
 
         rotary_emb = self.rotary_embedding(frame_positions, pph, ppw)
         x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()
+        nt_shape = (b, 6, f - nc * p_t, h, w)
+        add = torch.zeros_like(x[:, nc * tpf:]) if camera is not None or geometry is not None else None
         if camera is not None:
-            if self.camera_embedding is None:
-                raise ValueError("camera given but this transformer has no camera layer (config camera_channels=None)")
-            expect = (b, 6, f - nc * p_t, h, w)
-            if tuple(camera.shape) != expect:
-                raise ValueError(f"camera must be Plücker maps of the target frames on the latent grid {expect}, "
-                                 f"got {tuple(camera.shape)}")
-            cam = self.camera_embedding(self.patchify_camera(camera.to(x.dtype)))
-            x = torch.cat([x[:, : nc * tpf], x[:, nc * tpf:] + cam], dim=1)
+            add = add + self._condition("camera", self.camera_embedding, camera, nt_shape, x.dtype)
+        if geometry is not None:
+            g_shape = (b, self.config.geometry_channels or 0, f - nc * p_t, h, w)
+            add = add + self._condition("geometry", self.geometry_embedding, geometry, g_shape, x.dtype)
+        ctx_add = None
+        if context_camera is not None:
+            if context_cache is not None:
+                raise ValueError("with a context_cache the context cameras go into build_context_cache")
+            ctx_add = self._condition("context_camera", self.camera_embedding, context_camera, (b, 6, nc * p_t, h, w),
+                                      x.dtype)
+        if add is not None or ctx_add is not None:
+            head, tail = x[:, : nc * tpf], x[:, nc * tpf:]
+            x = torch.cat([head if ctx_add is None else head + ctx_add, tail if add is None else tail + add], dim=1)
 
         temb, timestep_proj, ehs, ehs_img = self._embed_conditions(
             timestep, encoder_hidden_states, tpf, x.shape[1], encoder_hidden_states_image)
@@ -427,6 +475,13 @@ class V4STransformer(WanTransformer3DModel):
         if not return_dict:
             return (output,)
         return Transformer2DModelOutput(sample=output)
+
+
+def _zero_linear(n_in: int, n_out: int, **kw: Any) -> nn.Linear:
+    layer = nn.Linear(n_in, n_out, **kw)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 def wan22_ti2v_5b_config(**overrides: Any) -> dict[str, Any]:

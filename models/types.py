@@ -21,7 +21,8 @@ class VideoContext:
 
     frames: np.ndarray  # (N, H, W, 3) uint8
     indices: np.ndarray  # (N,) int64, strictly increasing
-    poses: np.ndarray | None = None  # (N, 4, 4) float, optional (not used by the model)
+    poses: np.ndarray | None = None  # (N, 4, 4) camera-to-world, optional (context_poses / geometry_prior use it)
+    depths: np.ndarray | None = None  # (N, H', W') float metres along the viewing axis, optional (geometry_prior)
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
@@ -31,6 +32,10 @@ class VideoContext:
             raise ValueError(f"need one source index per context frame: {len(self.frames)} frames, indices {self.indices.shape}")
         if len(self.indices) > 1 and np.any(np.diff(self.indices) <= 0):
             raise ValueError("context indices must be strictly increasing (they are RoPE positions)")
+        if self.poses is not None and np.shape(self.poses) != (len(self.frames), 4, 4):
+            raise ValueError(f"context poses must be (N, 4, 4) camera-to-world, one per frame; got {np.shape(self.poses)}")
+        if self.depths is not None and (np.ndim(self.depths) != 3 or len(self.depths) != len(self.frames)):
+            raise ValueError(f"context depths must be (N, H, W) metres, one per frame; got {np.shape(self.depths)}")
 
 
 @dataclass
@@ -72,3 +77,5 @@ class Clip:
     scene_seed: int = -1
     category: str = ""
     instance_id: int = 0
+    context_poses: np.ndarray | None = None  # (N, 4, 4) float32 camera-to-world of the context frames
+    context_depth: np.ndarray | None = None  # (N, H, W) float16 metres, at the context frames' resolution

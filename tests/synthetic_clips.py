@@ -35,13 +35,15 @@ def make_clip(mode: str = "grounding", seed: int = 0, size: int = 64, num_frames
     n_path = num_frames - (num_box_frames if mode == "grounding" else 0)
     tgt_idx = list(range(first_target, first_target + n_path))
     tgt = [view(offsets[i]) for i in tgt_idx]
-    poses = []
     yaw_per_px = np.radians(79.0) / size
-    for i in tgt_idx:
+
+    def pose(i: int) -> np.ndarray:
         T = np.eye(4, dtype=np.float32)
         yaw = -offsets[i] * yaw_per_px
         T[:3, :3] = [[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]]
-        poses.append(T)
+        return T
+
+    poses = [pose(i) for i in tgt_idx]
     box = None
     if mode == "grounding":
         box = np.array([size * 0.3, size * 0.3, size * 0.7, size * 0.7], dtype=np.float32)
@@ -52,7 +54,9 @@ def make_clip(mode: str = "grounding", seed: int = 0, size: int = 64, num_frames
                 target_frames=np.stack(tgt), target_poses=np.stack(poses).astype(np.float32),
                 instruction=grounding_instruction("a living room", obj) if mode == "grounding" else "",
                 num_box_frames=num_box_frames if mode == "grounding" else 0, target_box=box,
-                scene_seed=seed, category=obj.split()[-1], instance_id=1)
+                scene_seed=seed, category=obj.split()[-1], instance_id=1,
+                context_poses=np.stack([pose(i) for i in ctx_idx]).astype(np.float32),
+                context_depth=np.full(ctx.shape[:3], 3.0, dtype=np.float16))  # the pan: a wall 3 m away
 
 
 def make_clips(n: int, seed: int = 0, **kw) -> list[Clip]:

@@ -81,6 +81,9 @@ def test_end_to_end_random_model():
               "seconds"):
         assert k in out, k
     for k, v in out.items():
+        if v is None or k.endswith("_se"):  # a split without cases; standard errors are checked below
+            assert v is None or v >= 0.0, (k, v)
+            continue
         if k.startswith(("IF", "ssim")) or k == "box_found":
             assert 0.0 <= v <= 1.0, (k, v)
         if k.startswith("SD"):
@@ -92,6 +95,35 @@ def test_end_to_end_random_model():
     assert out["IF_oracle"] == 1.0 and out["IF_box_oracle"] == 1.0
     assert out["SD_oracle"] < 0.2
     assert out["IF_box"] == 0.0  # an untrained model draws no red box
+    # context use: the split by where the target is, with case counts and standard errors
+    assert out["cases_in_view"] + out["cases_out_of_view"] == out["episodes"] == 1
+    where = "in_view" if out["cases_in_view"] else "out_of_view"
+    other = "out_of_view" if out["cases_in_view"] else "in_view"
+    for m in ("", "_copy_last", "_first_frame_only", "_oracle"):
+        assert out[f"IF_{where}{m}"] == out[f"IF{m}"] and out[f"IF_{other}{m}"] is None
+        assert out[f"IF_box_{where}{m}"] == out[f"IF_box{m}"]
+    assert out["IF_se"] == 0.0 and out["psnr_nav_se"] == 0.0  # one case: no spread yet
+    # the warp baseline (navigation only) knows the scene's geometry: it beats repeating the current view
+    assert "IF_warp" not in out
+    assert out["psnr_warp"] > out["psnr_copy_last"] + 2.0
+    assert out["skipped"] == 0 and out["skipped_reasons"] == {}
+
+
+def test_skipped_episode_is_counted_with_its_reason():
+    from dataclasses import replace
+
+    from envs.embedded.task import make_episodes
+    from models.pipeline import tiny_pipeline
+    from v4s_agent.eval_imagination import _worker_evaluator, case_record, close_worker
+
+    cfg = ImaginationEvalConfig(episodes=1, steps=1, seed=0, baselines="none")
+    ev = _worker_evaluator(cfg, tiny_pipeline(seed=0))
+    try:
+        episode = replace(make_episodes("test", 1, seed=0)[0], target_category="unicorn")
+        rec = case_record(ev, ["model"], episode, 0)
+    finally:
+        close_worker()
+    assert rec["skipped"] and rec["reason"].startswith("no unicorn reachable within one clip")
 
 
 def test_score_size_scores_navigation_at_a_common_resolution():

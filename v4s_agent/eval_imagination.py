@@ -41,9 +41,19 @@ prediction degrades.
 
 Baselines (same cases, same metrics): `copy_last` (the current view repeated), `first_frame_only`
 (the model with the current view as the only context), `no_context_cfg` (CFG on text/camera only:
-the unconditional branch keeps the real context instead of noise; paper "w/o context CFG"), and
-`oracle` (simulator renders: the ground-truth clip; for navigation the renders through the model's
-codec — the best any generator in this latent space can score, since raw renders would be exact).
+the unconditional branch keeps the real context instead of noise; paper "w/o context CFG"), `warp`
+(navigation only: the context's RGB-D frames splatted with a z-buffer into every target camera,
+holes filled from the current view; models.warp), and `oracle` (simulator renders: the ground-truth
+clip; for navigation the renders through the model's codec — the best any generator in this latent
+space can score, since raw renders would be exact).
+
+Context use. Every grounding rate is also reported split by whether an instance of the target
+category is visible (≥ `min_target_pixels`) in the current view: `IF_in_view` / `IF_out_of_view`
+(and `IF_box_*`, per baseline with its suffix), with the case counts `cases_in_view` /
+`cases_out_of_view`. Out of view, the target can only be found from the older context frames.
+Every rate comes with its standard error over cases (`<key>_se`, sqrt(p(1-p)/n)), every mean
+(SD, PSNR, SSIM) with its standard error too. Skipped episodes are counted by reason
+(`skipped_reasons`).
 """
 from __future__ import annotations
 
@@ -60,7 +70,9 @@ import numpy as np
 
 from envs.config import parse_overrides
 
-BASELINES = ("copy_last", "first_frame_only", "no_context_cfg", "oracle")
+BASELINES = ("copy_last", "first_frame_only", "no_context_cfg", "warp", "oracle")
+NAVIGATION_ONLY = ("warp",)  # baselines without a grounding video
+GROUNDING_RATES = ("IF", "IF_box", "IF_sd", "IF_sd01", "IF_readback", "box_found")
 
 
 class ImaginationEvalError(ValueError):
@@ -275,6 +287,11 @@ class Case:
     nav_truth: np.ndarray  # (F, H, W, 3)
     target_in_context: bool
     nav_truth_scored: np.ndarray | None = None  # (F, S, S, 3) at cfg.score_size, when that differs
+    target_in_view: bool = False  # an instance of the category is visible in the current view
+
+
+class SkippedCase(Exception):
+    """An episode the evaluator cannot turn into a case; the message is the reason (counted)."""
 
 
 class Evaluator:
@@ -297,11 +314,11 @@ class Evaluator:
                                      gamma=cfg.gamma, max_tries=12, num_workers=1)
 
     # ---- cases
-    def make_case(self, episode: Any, k: int) -> Case | None:
+    def make_case(self, episode: Any, k: int) -> Case:
         from envs.embedded.categories import category_phrase
         from envs.geometry import relative_pose
         from envs.instructions import grounding_instruction
-        from models.data import grounding_clip, make_station, nav_path, render_rgb
+        from models.data import context_geometry, grounding_clip, make_station, nav_path, render_rgb
         from models.memory import Memory, MemoryConfig
         from models.types import VideoContext
 
@@ -310,10 +327,12 @@ class Evaluator:
         rng = np.random.default_rng([self.cfg.seed, episode.scene_seed, k])
         station, target = make_station(w, rng, g, with_target=True, category=episode.target_category)
         if target is None:
-            return None
+            raise SkippedCase(f"no {episode.target_category} reachable within one clip ({g.max_tries} station draws)")
         mem = Memory.of(station.frames, station.poses, MemoryConfig(max_context=g.context_frames))
         idx = mem.select_indices(min(g.context_frames, len(station.poses)))
-        context = VideoContext(frames=station.frames[idx], indices=idx)
+        geo = context_geometry(station, idx)
+        context = VideoContext(frames=station.frames[idx], indices=idx, poses=geo["context_poses"],
+                               depths=geo["context_depth"])
         clip = grounding_clip(w, station, target, idx, g, episode.scene_seed)
         depth0 = w.render_at(station.current, semantic=False).depth
         seen = False
@@ -322,6 +341,7 @@ class Evaluator:
             if np.count_nonzero(sem == target.instance_id) >= self.cfg.min_target_pixels:
                 seen = True
                 break
+        in_view = bool(self._category_boxes(station.current, target.category))
         nav = nav_path(w, station.current, self.F, rng, g.nav_max_forward, g.nav_max_yaw_deg)
         wp = np.zeros((self.F, 6))
         for i, p in enumerate(nav):
@@ -330,7 +350,7 @@ class Evaluator:
         scored = render_rgb(w, nav, self.cfg.score_size) if self.cfg.score_size not in (0, self.size) else None
         return Case(episode.scene_seed, target.category, station, target, context,
                     grounding_instruction(w.scene.scene_phrase(), category_phrase(target.category)), depth0,
-                    clip.target_frames, nav, wp, render_rgb(w, nav, self.size), seen, scored)
+                    clip.target_frames, nav, wp, render_rgb(w, nav, self.size), seen, scored, in_view)
 
     # ---- generation
     def _steps(self) -> int:
@@ -351,6 +371,10 @@ class Evaluator:
             if mode == "grounding":
                 return case.oracle_video[None].repeat(S, axis=0)
             return self._codec_roundtrip(case.nav_truth)[None].repeat(S, axis=0)
+        if method == "warp":
+            if mode != "navigation":
+                raise ValueError("the warp baseline has no grounding video (it needs target cameras)")
+            return self._warp(case)[None].repeat(S, axis=0)
         ctx = case.context
         bind = getattr(self.pipe, "bind_case", None)
         if bind is not None:  # an imagination over the simulator (the quality dial) starts at the case's pose
@@ -363,6 +387,16 @@ class Evaluator:
         if mode == "grounding":
             return self.pipe(ctx, instruction=case.instruction, **kw).frames
         return self.pipe(ctx, waypoints=case.nav_waypoints, **kw).frames
+
+    def _warp(self, case: Case) -> np.ndarray:
+        """The context's RGB-D frames splatted into the commanded cameras, holes from the current view."""
+        from envs.geometry import pose_to_matrix
+        from models.warp import warp_frames
+
+        ctx = case.context
+        tgt = np.stack([pose_to_matrix(p) for p in case.nav_poses])
+        return warp_frames(ctx.frames, ctx.depths, ctx.poses, tgt, float(self.pipe.settings.hfov_deg),
+                           fill=ctx.frames[-1])[0]
 
     def _codec_roundtrip(self, frames: np.ndarray) -> np.ndarray:
         import torch
@@ -457,17 +491,20 @@ def _plain(v: Any) -> Any:
 def case_record(ev: Evaluator, methods: list[str], episode: Any, k: int) -> dict[str, Any]:
     """One episode's results.jsonl line: every method's metrics on its case (or `skipped`)."""
     cfg = ev.cfg
-    case = ev.make_case(episode, k)
     rec: dict[str, Any] = {"episode_id": episode.episode_id, "index": k}
-    if case is None:
-        return {**rec, "skipped": True}
+    try:
+        case = ev.make_case(episode, k)
+    except SkippedCase as e:
+        return {**rec, "skipped": True, "reason": str(e)}
     rec.update(scene_seed=int(case.scene_seed), category=case.category, target_in_context=bool(case.target_in_context),
-               methods={})
+               target_in_view=bool(case.target_in_view), methods={})
     for m in methods:
-        vids = ev.generate(m, case, "grounding")
-        r = ev.score_grounding(vids[0], case)
-        if m == "model" and cfg.samples > 1:
-            rec["IF_any"] = float(r["IF"] or any(ev.score_grounding(v, case)["IF"] for v in vids[1:]))
+        r: dict[str, Any] = {}
+        if m not in NAVIGATION_ONLY:
+            vids = ev.generate(m, case, "grounding")
+            r = ev.score_grounding(vids[0], case)
+            if m == "model" and cfg.samples > 1:
+                rec["IF_any"] = float(r["IF"] or any(ev.score_grounding(v, case)["IF"] for v in vids[1:]))
         if cfg.navigation:
             r.update(ev.score_navigation(ev.generate(m, case, "navigation")[0], case))
         rec["methods"][m] = {key: _plain(v) for key, v in r.items()}
@@ -543,9 +580,10 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
                 f.write(json.dumps(rec) + "\n")
         if progress and not rec.get("skipped"):
             r = rec["methods"]
-            print(f"case {rec['index']} scene {rec['scene_seed']} {rec['category']}: "
-                  + " | ".join(f"{m} IF {r[m]['IF']:.0f} box {r[m]['IF_box']:.0f} SD {r[m]['SD']:.2f}"
-                               + (f" psnr {r[m]['psnr']:.1f}" if cfg.navigation else "") for m in methods),
+            print(f"case {rec['index']} scene {rec['scene_seed']} {rec['category']}"
+                  f"{' (in view)' if rec.get('target_in_view') else ''}: "
+                  + " | ".join(m + (f" IF {r[m]['IF']:.0f} box {r[m]['IF_box']:.0f} SD {r[m]['SD']:.2f}" if "IF" in r[m]
+                                    else "") + (f" psnr {r[m]['psnr']:.1f}" if "psnr" in r[m] else "") for m in methods),
                   file=sys.stderr, flush=True)
 
     todo = {ep.episode_id: (cfg, k, ep) for k, ep in enumerate(episodes) if ep.episode_id not in done}
@@ -558,32 +596,55 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
                                                for m in methods}
     any_if = [r["IF_any"] for r in records if "IF_any" in r]
     seen = [float(r["target_in_context"]) for r in records if not r.get("skipped")]
-    skipped = sum(1 for r in records if r.get("skipped"))
+    in_view = [bool(r.get("target_in_view")) for r in records if not r.get("skipped")]
+    reasons: dict[str, int] = {}
+    for r in records:
+        if r.get("skipped"):
+            why = r.get("reason", "unknown (recorded before reasons were kept)")
+            reasons[why] = reasons.get(why, 0) + 1
+    skipped = sum(reasons.values())
     if not per["model"]:
-        raise _error(f"no evaluable case among {cfg.episodes} episodes of split {cfg.split!r}")
+        raise _error(f"no evaluable case among {cfg.episodes} episodes of split {cfg.split!r}: {reasons}")
 
-    def mean(m: str, key: str) -> float:
-        return float(np.mean([r[key] for r in per[m]]))
+    out: dict[str, Any] = {}
+
+    def put(name: str, values: list[float], rate: bool) -> None:
+        """A mean and its standard error over cases (binomial for a rate); None for no cases."""
+        n = len(values)
+        p = float(np.mean(values)) if n else None
+        out[name] = p
+        if not n:
+            out[f"{name}_se"] = None
+        elif rate:
+            out[f"{name}_se"] = math.sqrt(p * (1 - p) / n)
+        else:
+            out[f"{name}_se"] = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
 
     def per_frame(m: str) -> list[float]:
         """PSNR per target frame index 1..horizon, mean over cases: how fast the prediction degrades."""
         return [round(float(v), 3) for v in np.mean([r["psnr_per_frame"] for r in per[m]], axis=0)]
 
-    out: dict[str, Any] = {}
-    for key in ("IF", "IF_box", "IF_sd", "IF_sd01", "SD", "IF_readback", "box_found", "readback_confidence"):
-        out[key] = mean("model", key)
-    if cfg.navigation:
-        out["psnr_nav"], out["ssim_nav"] = mean("model", "psnr"), mean("model", "ssim")
-        out["psnr_nav_per_frame"] = per_frame("model")
-        out["nav_horizon"] = len(ev.scored_frames)
-    for m in methods[1:]:
-        for key in ("IF", "IF_box", "IF_sd", "SD", "IF_readback"):
-            out[f"{key}_{m}"] = mean(m, key)
+    for m in methods:
+        suffix = "" if m == "model" else f"_{m}"
+        if m not in NAVIGATION_ONLY:
+            keys = GROUNDING_RATES + ("SD",) if m == "model" else ("IF", "IF_box", "IF_sd", "SD", "IF_readback")
+            for key in keys:
+                put(key + suffix, [r[key] for r in per[m]], rate=key != "SD")
+            for key in ("IF", "IF_box"):  # context use: could the target be seen from where the agent stands?
+                for where, want in (("in_view", True), ("out_of_view", False)):
+                    put(f"{key}_{where}{suffix}", [r[key] for r, v in zip(per[m], in_view) if v == want], rate=True)
         if cfg.navigation:
-            out[f"psnr_{m}"], out[f"ssim_{m}"] = mean(m, "psnr"), mean(m, "ssim")
-            out[f"psnr_{m}_per_frame"] = per_frame(m)
+            nav = "psnr_nav" if m == "model" else f"psnr_{m}"
+            put(nav, [r["psnr"] for r in per[m]], rate=False)
+            put("ssim_nav" if m == "model" else f"ssim_{m}", [r["ssim"] for r in per[m]], rate=False)
+            out[f"{nav}_per_frame"] = per_frame(m)
+    if cfg.navigation:
+        out["nav_horizon"] = len(ev.scored_frames)
+    out["readback_confidence"] = float(np.mean([r["readback_confidence"] for r in per["model"]]))
     if any_if:
-        out["IF_any"] = float(np.mean(any_if))
+        put("IF_any", any_if, rate=True)
+    out.update(cases_in_view=int(sum(in_view)), cases_out_of_view=int(len(in_view) - sum(in_view)),
+               skipped_reasons=reasons)
     out.update(episodes=len(per["model"]), skipped=skipped, target_in_context=float(np.mean(seen)),
                split=cfg.split, seed=cfg.seed, steps=ev._steps(), guidance=ev._gs(), samples=cfg.samples,
                readback=cfg.readback, checkpoint=cfg.checkpoint or "default", seconds=round(time.perf_counter() - t0, 1),

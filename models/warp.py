@@ -1,0 +1,99 @@
+"""Forward warping of RGB-D memory frames into new cameras (a point-cloud "3D cache").
+
+Every pixel of every source frame is lifted to 3D with its depth and its camera, projected into each
+target camera and splatted with a z-buffer (the nearest point wins). Written by hand because no
+installed library forward-splats with a z-buffer on the CPU without a rendering stack (pytorch3d,
+nvdiffrast need compiled extensions or a GPU); it is a few vectorised torch ops, no per-pixel loop.
+
+Each point lands on its nearest target pixel; pixels still empty then take the nearest point whose
+2 × 2 footprint covers them, so a camera that moves forward (the target is magnified) shows fewer
+cracks. Pixels no point reaches are holes: `warp_frames`
+reports them in a validity mask and fills them from a fallback frame (the current view).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from envs.geometry import intrinsics_from_hfov
+
+
+def splat(frames: np.ndarray, depths: np.ndarray, src_c2w: np.ndarray, tgt_c2w: np.ndarray, hfov_deg: float,
+          size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Forward-splat RGB-D frames into target cameras.
+
+    frames (N, H, W, 3) uint8 and depths (N, H, W) metres along the viewing axis (any resolution: depth is
+    sampled at the frames' pixels), src_c2w (N, 4, 4) and tgt_c2w (F, 4, 4) camera-to-world in one frame
+    (Habitat convention: x right, y up, looking along -Z). Returns (images (F, h, w, 3) uint8, valid
+    (F, h, w) bool) at `size` = (h, w) (default: the frames' size); invalid pixels are 0."""
+    frames = np.asarray(frames)
+    n, H, W = frames.shape[:3]
+    h, w = size or (H, W)
+    depths = np.asarray(depths, dtype=np.float32)
+    if depths.shape[0] != n:
+        raise ValueError(f"need one depth map per frame: {n} frames, {depths.shape[0]} depth maps")
+    if depths.shape[1:] != (H, W):  # nearest neighbour: never average depths across an edge
+        rows = (np.arange(H) * depths.shape[1] // H)[:, None]
+        cols = (np.arange(W) * depths.shape[2] // W)[None, :]
+        depths = depths[:, rows, cols]
+    K_src = intrinsics_from_hfov(hfov_deg, W, H)
+    K_tgt = intrinsics_from_hfov(hfov_deg, w, h)
+    # lift: camera-frame points of every source pixel (pixel centres at +0.5), then to the world
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5, torch.arange(W, dtype=torch.float64) + 0.5,
+                          indexing="ij")
+    d = torch.from_numpy(depths).double()  # N, H, W
+    pts = torch.stack([(u - K_src[0, 2]) / K_src[0, 0] * d, -(v - K_src[1, 2]) / K_src[1, 1] * d, -d], dim=-1)
+    src = torch.from_numpy(np.asarray(src_c2w, dtype=np.float64))
+    world = torch.einsum("nij,nhwj->nhwi", src[:, :3, :3], pts) + src[:, None, None, :3, 3]
+    ok_src = (d > 0) & torch.isfinite(d)
+    world = world[ok_src]  # P, 3
+    colours = torch.from_numpy(frames)[ok_src]  # P, 3
+    # project into every target camera at once
+    tgt_w2c = torch.linalg.inv(torch.from_numpy(np.asarray(tgt_c2w, dtype=np.float64)))  # F, 4, 4
+    f = tgt_w2c.shape[0]
+    pc = torch.einsum("fij,pj->fpi", tgt_w2c[:, :3, :3], world) + tgt_w2c[:, None, :3, 3]  # F, P, 3
+    z = -pc[..., 2]
+    front = z > 1e-3
+    zs = torch.where(front, z, torch.ones_like(z))
+    uf = K_tgt[0, 0] * pc[..., 0] / zs + K_tgt[0, 2] - 0.5  # continuous pixel coordinates (centre = integer)
+    vf = -K_tgt[1, 1] * pc[..., 1] / zs + K_tgt[1, 2] - 0.5
+    frame_id = torch.arange(f)[:, None].expand_as(uf)
+    colours = colours.expand(f, -1, -1)
+
+    def zsplat(uu: list[torch.Tensor], vv: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Z-buffered splat of every point to the pixels of each footprint (uu[k], vv[k]), each (F, P):
+        the nearest point wins a pixel. Returns (colours (F·h·w, 3), depth (F·h·w,), inf = hole)."""
+        keys, zz, cols = [], [], []
+        for a, b in zip(uu, vv):
+            inside = front & (a >= 0) & (a < w) & (b >= 0) & (b < h)
+            keys.append(((frame_id * h + b) * w + a)[inside])
+            zz.append(z[inside])
+            cols.append(colours[inside])
+        key, zval, col = torch.cat(keys), torch.cat(zz), torch.cat(cols)
+        zbuf = torch.full((f * h * w,), float("inf"), dtype=z.dtype)
+        zbuf.scatter_reduce_(0, key, zval, reduce="amin")
+        win = zval <= zbuf[key]
+        out = torch.zeros((f * h * w, 3), dtype=torch.uint8)
+        out[key[win]] = col[win]
+        return out, zbuf
+
+    # nearest pixel first (a camera that did not move gets its frame back exactly), then the 2 × 2
+    # footprint around each projection fills the cracks a forward motion (magnification) leaves
+    out, zbuf = zsplat([torch.round(uf).long()], [torch.round(vf).long()])
+    u0, v0 = torch.floor(uf).long(), torch.floor(vf).long()
+    out2, zbuf2 = zsplat([u0, u0 + 1, u0, u0 + 1], [v0, v0, v0 + 1, v0 + 1])
+    hole = ~torch.isfinite(zbuf)
+    out[hole] = out2[hole]
+    valid = torch.isfinite(torch.where(hole, zbuf2, zbuf))
+    return out.view(f, h, w, 3).numpy(), valid.view(f, h, w).numpy()
+
+
+def warp_frames(frames: np.ndarray, depths: np.ndarray, src_c2w: np.ndarray, tgt_c2w: np.ndarray, hfov_deg: float,
+                fill: np.ndarray, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`splat`, with the holes filled from `fill` ((h, w, 3) uint8, e.g. the current view): what a
+    3D-cache renderer shows, and the mask of what it really knows."""
+    images, valid = splat(frames, depths, src_c2w, tgt_c2w, hfov_deg, size)
+    fill = np.asarray(fill)
+    if fill.shape != images.shape[1:]:
+        raise ValueError(f"fill frame must be {images.shape[1:]}, got {fill.shape}")
+    return np.where(valid[..., None], images, fill[None]), valid
