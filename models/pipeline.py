@@ -214,6 +214,11 @@ class ImaginationPipeline(DiffusionPipeline):
         fl = self.codec.num_latent_frames(num_frames)
         if c2w_rel is None:
             return torch.zeros(self.geometry_channels, fl, h, w)
+        return self.warp_prior(context, c2w_rel, num_frames)
+
+    def warp_prior(self, context: VideoContext, c2w_rel: np.ndarray, num_frames: int) -> torch.Tensor:
+        """The warp geometry prior (see `geometry_for`), whatever `settings.geometry_prior` says."""
+        h, w = self.latent_hw
         if context.depths is None or context.poses is None:
             missing = "depth" if context.depths is None else "poses"
             raise ValueError(f"geometry_prior=warp needs the context frames' {missing}: this camera gives none "

@@ -13,6 +13,8 @@ def test_bench_generate_reports_contract_keys():
     assert (r["frames"], r["context_frames"], r["steps"]) == (4, 3, 2)
     assert r["seconds_per_rollout"] > 0 and r["seconds_per_rollout_no_cache"] > 0
     assert r["cache_video_max_abs_diff"] <= 2  # the cached sampler makes the same video (float rounding aside)
+    assert r["warp_prior_seconds"] > 0
+    assert r["warp_prior_share_of_rollout"] == pytest.approx(r["warp_prior_seconds"] / r["seconds_per_rollout"], rel=1e-2)
     with pytest.raises(ValueError, match="unknown key"):
         bench_generate(["stepz=2"])
 
