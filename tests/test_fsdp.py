@@ -27,12 +27,13 @@ def _worker() -> None:
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
-    from models.pipeline import tiny_transformer_config
     from models.transformer import V4STransformer
 
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo")  # rank, world size and address from the environment the test sets
     torch.manual_seed(0)
-    model = V4STransformer(**tiny_transformer_config(context_attention="one_way"))
+    model = V4STransformer(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=8,
+                           out_channels=8, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2, rope_max_seq_len=64,
+                           camera_channels=6 * 2 * 2, context_attention="one_way")
     reference = copy.deepcopy(model)
     fsdp_cfg = yaml.safe_load((ROOT / "models/train_configs/fsdp_8gpu.yaml").read_text())["fsdp_config"]
     block_cls = get_module_class_from_name(model, fsdp_cfg["fsdp_transformer_layer_cls_to_wrap"])
@@ -42,8 +43,8 @@ def _worker() -> None:
     full_size = sum(p.numel() for p in reference.parameters())
     assert sum(p.numel() for p in model.parameters()) < full_size  # this process holds a shard
     g = torch.Generator().manual_seed(1)  # the same batch on both processes: FSDP's averaged gradient = one process's
-    x = torch.randn(2, 32, 3, 8, 8, generator=g)
-    text = torch.randn(2, 5, 384, generator=g)
+    x = torch.randn(2, 8, 3, 8, 8, generator=g)
+    text = torch.randn(2, 5, 32, generator=g)
     camera = torch.randn(2, 6, 2, 8, 8, generator=g)
     outs = []
     for m in (wrapped, reference):
@@ -66,12 +67,18 @@ def test_one_way_attention_trains_under_fsdp():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-                        "127.0.0.1", "--master_port", str(port), __file__], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "rank 0 ok" in p.stdout and "rank 1 ok" in p.stdout
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # the two ranks started directly (what torchrun would do, without its own process and imports)
+    procs = [subprocess.Popen([sys.executable, __file__], cwd=ROOT, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for r, (p, (out, err)) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0 and f"rank {r} ok" in out, err[-3000:]
 
 
 if __name__ == "__main__":
