@@ -37,10 +37,25 @@ def waypoints_to_c2w(waypoints: np.ndarray) -> np.ndarray:
     return waypoints_to_matrices(w)
 
 
-def relative_to_first(c2w: np.ndarray) -> np.ndarray:
-    """(F, 4, 4) camera-to-world → poses relative to the first camera (first becomes identity)."""
+ZERO_POSE_MODES = ("first", "random")
+
+
+def relative_to(c2w: np.ndarray, reference: int = 0) -> np.ndarray:
+    """(F, 4, 4) camera-to-world → poses relative to camera `reference` (it becomes the identity: the
+    zero pose of the Plücker maps)."""
     c2w = np.asarray(c2w, dtype=np.float64)
-    return np.linalg.inv(c2w[0])[None] @ c2w
+    return np.linalg.inv(c2w[reference])[None] @ c2w
+
+
+def pick_reference(zero_pose: str, sources: list[int], rng: np.random.Generator | None) -> int:
+    """The target frame that gets the zero pose: the first (`first`, the usual camera-control
+    convention), or one drawn uniformly from the frames that carry a camera (`random`, paper §6.4:
+    a fixed origin limits generalisation to large turns when data is limited). No generator = first."""
+    if zero_pose not in ZERO_POSE_MODES:
+        raise ValueError(f"zero_pose must be one of {ZERO_POSE_MODES}, got {zero_pose!r}")
+    if zero_pose == "first" or rng is None:
+        return 0
+    return int(sources[int(rng.integers(len(sources)))])
 
 
 def plucker_latent(c2w_rel: np.ndarray, sources: list[int], hfov_deg: float, latent_h: int,

@@ -24,7 +24,9 @@ the current view, which is also the first target frame (paper §3.3).
   "focuses on a sofa" asks for.
 - navigation clip: a smooth random egocentric path from the same current view (forward ≤ 0.3 m and
   yaw ≤ 15° per frame, each an AR(1) process; a step that would leave the navigable floor becomes a
-  turn in place), with its camera-to-world poses.
+  turn in place), with its camera-to-world poses. `nav_min_turn_deg` > 0 makes rotation-heavy paths
+  that turn one way through at least that angle (held-out sets for large turns, e.g. 180° in 12
+  frames with `nav_max_yaw_deg=20`).
 
 Frames are rendered at `render_size` (the agent's 128²) and INTER_AREA-resized to `size` (64²), so
 the model trains on exactly what `Memory.select_context(size=...)` feeds it. Every clip is a pure
@@ -92,6 +94,7 @@ class ClipGenConfig:
     nav_frames: int = 20  # navigation: target frames (same count as grounding: one model, one length)
     nav_max_forward: float = 0.3  # metres per frame
     nav_max_yaw_deg: float = 15.0  # degrees per frame
+    nav_min_turn_deg: float = 0.0  # > 0: rotation-heavy paths, turning one way through at least this angle
     min_target_pixels: int = 30  # at render_size: the target must be this visible in the final view
     gamma: float = 0.6  # IF tolerance the final view must meet
     max_tries: int = 6  # redraws of a grounding target / navigation path before giving up on a station
@@ -142,6 +145,9 @@ class ClipGenConfig:
             raise bad("nav_max_forward", "must be in (0, 1] metres per frame")
         if not 0.0 < self.nav_max_yaw_deg <= 90.0:
             raise bad("nav_max_yaw_deg", "must be in (0, 90] degrees per frame")
+        if not 0.0 <= self.nav_min_turn_deg <= self.nav_max_yaw_deg * (self.nav_frames - 1):
+            raise bad("nav_min_turn_deg", f"must be in [0, nav_max_yaw_deg × (nav_frames − 1) = "
+                                          f"{self.nav_max_yaw_deg * (self.nav_frames - 1):g}]: raise nav_max_yaw_deg")
         if not 0.0 < self.gamma <= 2.0:
             raise bad("gamma", "must be in (0, 2]; the paper uses 0.6")
 
@@ -252,19 +258,25 @@ def lookaround_poses(start: Pose, turns: int = LOOKAROUND_TURNS) -> list[Pose]:
 
 
 def nav_path(world: Any, start: Pose, n: int, rng: np.random.Generator, max_forward: float = 0.3,
-             max_yaw_deg: float = 15.0) -> list[Pose]:
+             max_yaw_deg: float = 15.0, min_turn_deg: float = 0.0) -> list[Pose]:
     """Smooth random egocentric path of `n` poses from `start` on the navigable floor: per frame a
     forward move (AR(1) speed in [0, max_forward]) along the viewing axis, then a turn (AR(1) rate in
-    ±max_yaw_deg). A move that would leave the floor becomes a turn in place, away from the wall."""
+    ±max_yaw_deg). A move that would leave the floor becomes a turn in place, away from the wall.
+    `min_turn_deg` > 0: every turn goes one way (side drawn per path) by at least
+    min_turn_deg / (n − 1), so the path turns through at least `min_turn_deg` in all."""
     wmax = math.radians(max_yaw_deg)
     v = float(rng.uniform(0.0, max_forward))
     w = float(rng.uniform(-wmax, wmax))
     style = rng.random()  # some paths mostly turn, some mostly walk
+    least = math.radians(min_turn_deg) / max(1, n - 1)
+    side = (1.0 if rng.random() < 0.5 else -1.0) if least > 0 else 0.0  # no extra draw: plain paths unchanged
     poses = [Pose(start.position, start.yaw, 0.0)]
     x, z, yaw = start.position[0], start.position[2], start.yaw
     for _ in range(n - 1):
         v = float(np.clip(0.8 * v + 0.2 * rng.uniform(0, max_forward) + rng.normal(0, 0.05), 0.0, max_forward))
         w = float(np.clip(0.8 * w + rng.normal(0, 0.35 * wmax), -wmax, wmax))
+        if least > 0:
+            w = side * float(np.clip(abs(w), least, wmax))
         if style < 0.15:
             v *= 0.2
         nx, nz = x - v * math.sin(yaw), z - v * math.cos(yaw)
@@ -497,7 +509,8 @@ def grounding_clip(world: Any, station: Station, target: GroundingTarget, ctx_id
 
 def navigation_clip(world: Any, station: Station, ctx_idx: np.ndarray, rng: np.random.Generator, cfg: ClipGenConfig,
                     scene_seed: int) -> Clip:
-    poses = nav_path(world, station.current, cfg.nav_frames, rng, cfg.nav_max_forward, cfg.nav_max_yaw_deg)
+    poses = nav_path(world, station.current, cfg.nav_frames, rng, cfg.nav_max_forward, cfg.nav_max_yaw_deg,
+                     cfg.nav_min_turn_deg)
     frames = render_rgb(world, poses[1:], cfg.size)
     return Clip(
         mode="navigation", context_frames=station.frames[ctx_idx], context_indices=ctx_idx,

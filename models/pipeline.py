@@ -27,11 +27,13 @@ from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
 from models.codecs import LatentCodec, TinyAutoencoder, WanVAECodec, frames_to_tensor, tensor_to_frames
 from models.conditioning import (
+    ZERO_POSE_MODES,
     context_groups,
     pick_context,
     pick_context_groups,
+    pick_reference,
     plucker_latent,
-    relative_to_first,
+    relative_to,
     resize_frames,
     rope_positions,
     waypoints_to_c2w,
@@ -73,6 +75,9 @@ class ImaginationConfig:
     # geometry_prior: "warp" = in navigation, the context RGB-D frames splatted into every target camera
     # (models.warp), encoded, with a validity mask, through the transformer's geometry layer; "none" = off
     geometry_prior: str = "none"
+    # navigation cameras are relative to this target frame: "first" (how the shipped tiny model was
+    # trained) or "random" (drawn from the sampling seed among the frames with a camera; paper §6.4)
+    zero_pose: str = "first"
 
     def __post_init__(self) -> None:
         if self.height <= 0 or self.width <= 0:
@@ -89,6 +94,11 @@ class ImaginationConfig:
             raise ValueError(f"context_latents must be 'frame' or 'group', got {self.context_latents!r}")
         if self.geometry_prior not in GEOMETRY_PRIORS:
             raise ValueError(f"geometry_prior must be one of {GEOMETRY_PRIORS}, got {self.geometry_prior!r}")
+        if self.zero_pose not in ZERO_POSE_MODES:
+            raise ValueError(f"zero_pose must be one of {ZERO_POSE_MODES}, got {self.zero_pose!r}")
+        if self.zero_pose == "random" and self.context_poses:
+            raise ValueError("zero_pose=random with context_poses=true is not supported (the context cameras are "
+                             "relative to the current view, the first target frame): use zero_pose=first")
         if self.text_encoder not in ("minilm", "umt5"):
             raise ValueError(f"text_encoder must be 'minilm' or 'umt5', got {self.text_encoder!r}")
 
@@ -245,6 +255,11 @@ class ImaginationPipeline(DiffusionPipeline):
         keep = pick_context_groups(num_frames, m, self.codec.temporal_factor)
         return keep, context_groups(len(keep), self.codec.temporal_factor)[1]
 
+    def reference_frame(self, seed: int) -> int:
+        """The navigation target frame whose camera is the zero pose for this sampling seed."""
+        sources = self.codec.latent_frame_sources(self.settings.num_frames)
+        return pick_reference(self.settings.zero_pose, sources, np.random.default_rng([int(seed), 1]))
+
     def prepare_context(self, context: VideoContext, max_context_frames: int | None = None
                         ) -> tuple[torch.Tensor, np.ndarray]:
         """Pick ≤ max context frames (keeping the last = current view), resize, encode: one latent per
@@ -362,15 +377,16 @@ class ImaginationPipeline(DiffusionPipeline):
         ctx_lat, ctx_idx = self.prepare_context(context, max_context_frames)
         keep, sources = self.context_selection(len(context.frames), max_context_frames)
         ctx_cam = self.context_camera_for(None if context.poses is None else np.asarray(context.poses)[keep][sources])
-        c2w_rel = None
+        c2w_rel = reference = None
         if waypoints is not None:
             waypoints = np.asarray(waypoints, dtype=np.float64)
             if waypoints.shape != (s.num_frames, 6):
                 raise ValueError(f"waypoints must be ({s.num_frames}, 6): one (dx, dy, dz, yaw, pitch, roll) row per "
                                  f"target frame, the first being the current camera; got {waypoints.shape}")
             mode, prompt = "navigation", s.navigation_prompt
-            c2w_rel = relative_to_first(waypoints_to_c2w(waypoints))
-            camera = self.camera_for(c2w_rel, s.num_frames)
+            c2w_rel = relative_to(waypoints_to_c2w(waypoints))  # the warp prior's frame: the current view
+            reference = self.reference_frame(seed)
+            camera = self.camera_for(relative_to(c2w_rel, reference), s.num_frames)
         else:
             if not isinstance(instruction, str) or not instruction.strip():
                 raise ValueError("grounding needs a non-empty instruction string (see envs.instructions.grounding_instruction)")
@@ -386,7 +402,7 @@ class ImaginationPipeline(DiffusionPipeline):
         video = self.codec.decode_target(latents.float(), s.num_frames)  # S, 3, F, H, W
         frames = tensor_to_frames(video.permute(0, 2, 1, 3, 4))
         meta.update(steps=steps, guidance_scale=gs, seed=seed, num_context_frames=int(ctx_lat.shape[2]),
-                    context_indices=ctx_idx.tolist())
+                    context_indices=ctx_idx.tolist(), reference_frame=reference)
         return ImaginedVideo(frames=frames, mode=mode, instruction=prompt if mode == "grounding" else "",
                              waypoints=waypoints, seconds=time.perf_counter() - t0, meta=meta)
 

@@ -32,8 +32,10 @@ from envs.config import parse_overrides
 from models.clipstore import ClipDataset
 from models.codecs import TinyAutoencoder
 from models.conditioning import (
+    ZERO_POSE_MODES,
     context_groups,
-    relative_to_first,
+    pick_reference,
+    relative_to,
     rope_positions,
     sample_context_groups,
 )
@@ -91,6 +93,11 @@ class TrainConfig:
     # poses / depth (models.data writes both)
     context_poses: bool = False
     geometry_prior: str = "none"
+    # tiny init only: "one_way" (context tokens attend only to context: cacheable at sampling) | "full" (paper)
+    context_attention: str = "one_way"
+    # navigation cameras relative to the first target frame ("first") or to one drawn per sample ("random",
+    # paper §6.4); the exported pipeline samples with the same rule
+    zero_pose: str = "first"
     p_drop_joint: float = 0.1  # text/camera AND context dropped (the unconditional branch of joint CFG)
     p_drop_text: float = 0.05
     p_drop_context: float = 0.05
@@ -130,6 +137,10 @@ class TrainConfig:
             raise ValueError(f"context_latents must be 'frame', 'group' or '' (the init's), got {self.context_latents!r}")
         if self.geometry_prior not in GEOMETRY_PRIORS:
             raise ValueError(f"geometry_prior must be one of {GEOMETRY_PRIORS}, got {self.geometry_prior!r}")
+        if self.context_attention not in ("one_way", "full"):
+            raise ValueError(f"context_attention must be 'one_way' or 'full', got {self.context_attention!r}")
+        if self.zero_pose not in ZERO_POSE_MODES:
+            raise ValueError(f"zero_pose must be one of {ZERO_POSE_MODES}, got {self.zero_pose!r}")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         if self.mode not in (None, "grounding", "navigation"):
@@ -173,7 +184,8 @@ def init_pipeline(cfg: TrainConfig, first_clip: Clip) -> ImaginationPipeline:
                                      context_latents=cfg.context_latents or "frame",
                                      **size)
         sizes = {k: getattr(cfg, k) for k in ("num_layers", "ffn_dim", "num_attention_heads") if getattr(cfg, k)}
-        pipe = build_pipeline(tiny_transformer_config(**sizes), codec, shared_minilm(), settings, seed=cfg.seed)
+        arch = tiny_transformer_config(context_attention=cfg.context_attention, **sizes)
+        pipe = build_pipeline(arch, codec, shared_minilm(), settings, seed=cfg.seed)
     else:
         pipe = ImaginationPipeline.from_pretrained(cfg.init, device="cpu")
     return with_priors(pipe, cfg, first_clip)
@@ -191,7 +203,8 @@ def with_priors(pipe: ImaginationPipeline, cfg: TrainConfig, first_clip: Clip) -
     if cfg.geometry_prior != "none":
         pipe.transformer.add_geometry_layer(pipe.geometry_channels)
     settings = dataclasses.replace(pipe.settings, context_poses=cfg.context_poses, geometry_prior=cfg.geometry_prior,
-                                   context_latents=cfg.context_latents or pipe.settings.context_latents)
+                                   context_latents=cfg.context_latents or pipe.settings.context_latents,
+                                   zero_pose=cfg.zero_pose)
     return ImaginationPipeline(pipe.transformer, pipe.codec, pipe.text_encoder, pipe.scheduler, settings)
 
 
@@ -239,7 +252,8 @@ class EncodedClip:
     ctx: torch.Tensor  # (C, N, h, w) float16 latents, one per context frame (or temporal group)
     ctx_idx: np.ndarray  # (N,)
     tgt: torch.Tensor  # (C, Fl, h, w) float16
-    camera: torch.Tensor | None  # (6, Fl, h, w) or None (grounding)
+    camera: torch.Tensor | None  # (6, Fl, h, w) relative to the first target frame, or None (grounding)
+    poses: np.ndarray | None  # (F, 4, 4) target camera-to-world (navigation): cameras for another zero pose
     prompt: str
     mode: str
     ctx_camera: torch.Tensor | None = None  # (6, N, h, w) Plücker maps of the context latents (context_poses)
@@ -273,7 +287,7 @@ class ClipEncoder:
         camera = c2w_rel = None
         prompt = clip.instruction
         if clip.mode == "navigation":
-            c2w_rel = relative_to_first(clip.target_poses)
+            c2w_rel = relative_to(clip.target_poses)
             camera = pipe.camera_for(c2w_rel, s.num_frames)
             prompt = s.navigation_prompt
         poses = None if clip.context_poses is None else np.asarray(clip.context_poses)[sources]
@@ -281,7 +295,8 @@ class ClipEncoder:
         context = VideoContext(clip.context_frames, clip.context_indices, poses=clip.context_poses,
                                depths=clip.context_depth)
         geometry = pipe.geometry_for(context, c2w_rel, s.num_frames)
-        enc = EncodedClip(ctx_lat, np.asarray(ctx_idx), tgt_lat, camera, prompt, clip.mode,
+        enc = EncodedClip(ctx_lat, np.asarray(ctx_idx), tgt_lat, camera, clip.target_poses if c2w_rel is not None
+                          else None, prompt, clip.mode,
                           None if ctx_camera is None else ctx_camera.half(), None if geometry is None else geometry.half())
         self.cache[idx] = enc
         return enc
@@ -289,8 +304,10 @@ class ClipEncoder:
 
 def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[int], cfg: TrainConfig,
                rng: np.random.Generator, dropout: bool = True, lengths: list[int] | None = None,
-               rows: slice | None = None) -> dict[str, torch.Tensor | int]:
+               rows: slice | None = None, reference_rng: np.random.Generator | None = None
+               ) -> dict[str, torch.Tensor | int]:
     """Sample context subsets, apply CFG dropout, build positions/cameras/text for one batch.
+    `reference_rng` draws each sample's zero-pose frame under `cfg.zero_pose=random` (none: the first).
 
     `indices` is the global batch. Under several processes each one draws the random choices of
     every sample in the same order (`lengths`: context latent frames of each sample, gathered from
@@ -304,9 +321,11 @@ def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[in
     group = 1 if grouped else cfg.context_group or (tf if not isinstance(pipe.codec, TinyAutoencoder) else 1)
     first = clips[keep[0]]
     fl = first.tgt.shape[1]
+    sources = pipe.codec.latent_frame_sources(pipe.settings.num_frames)
     ctxs, tgts, cams, prompts, positions, ctx_cams, geos = [], [], [], [], [], [], []
     for j in range(len(indices)):
         pick = sample_context_groups(lengths[j], n, group, rng)
+        ref = pick_reference(cfg.zero_pose, sources, reference_rng)
         drop_text = drop_ctx = False
         noise_ctx = None
         if dropout:
@@ -322,6 +341,8 @@ def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[in
         c = clips[j]
         ctx = c.ctx[:, pick].float() if noise_ctx is None else noise_ctx
         cam = c.camera if c.camera is not None else pipe.camera_for(None, pipe.settings.num_frames)
+        if ref and c.poses is not None:
+            cam = pipe.camera_for(relative_to(c.poses, ref), pipe.settings.num_frames)
         geo = None if c.geometry is None else c.geometry.float()
         ctx_cam = None if c.ctx_camera is None else c.ctx_camera[:, pick].float()
         if ctx_cam is not None and noise_ctx is not None:
@@ -599,7 +620,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 # each micro-batch makes the random draws of the whole global batch and keeps its rows
                 np_rng.bit_generator.state = draws[0]
                 gen.set_state(draws[1])
-                batch = make_batch(pipe, encoder, indices, cfg, np_rng, lengths=lengths, rows=r)
+                # the zero-pose draws have their own stream (a function of seed and step: resumable, and the
+                # context picks, dropout and noise stay those of a zero_pose=first run)
+                batch = make_batch(pipe, encoder, indices, cfg, np_rng, lengths=lengths, rows=r,
+                                   reference_rng=np.random.default_rng([cfg.seed, step]))
                 with acc.accumulate(model):
                     loss = flow_loss(model, batch, gen, shift, acc.device, rows=r, total=len(indices))
                     if not torch.isfinite(loss):

@@ -130,3 +130,23 @@ def test_generate_writes_readable_shard(tmp_path):
     m = generate(cfg, progress=False)
     assert m["clips"] == len(ClipDataset(tmp_path)) >= 1
     assert sorted(ClipDataset(tmp_path).modes()) == sorted(["grounding", "navigation"][: m["clips"]])
+
+
+def test_rotation_heavy_navigation_paths(world, clips):
+    """nav_min_turn_deg: every step turns the same way by at least min/(n − 1), within the rate limit,
+    on the floor; plain paths draw nothing extra (the shipped data stays reproducible)."""
+    from models.data import nav_path
+
+    cfg, cs = clips
+    start = matrix_to_pose(cs[1].target_poses[0].astype(np.float64))
+    for seed in range(4):
+        poses = nav_path(world, start, 12, np.random.default_rng(seed), 0.3, 20.0, 180.0)
+        turns = np.diff(np.unwrap([p.yaw for p in poses]))
+        assert abs(turns.sum()) >= np.radians(180.0) - 1e-6
+        assert np.all(np.sign(turns) == np.sign(turns[0]))
+        assert np.all(np.abs(turns) <= np.radians(20.0) + 1e-9)
+        assert all(world.navgrid.is_navigable((p.position[0], p.position[2])) for p in poses)
+    end = nav_path(world, start, 12, np.random.default_rng(0), 0.3, 15.0)[-1]  # pinned before the option existed
+    np.testing.assert_allclose([end.position[0], end.position[2], end.yaw], [3.489157, 2.013885, -2.349678], atol=1e-5)
+    with pytest.raises(ValueError, match="nav_min_turn_deg"):
+        ClipGenConfig(out="x", nav_frames=12, path_frames=8, nav_min_turn_deg=180.0)  # 11 × 15° < 180°

@@ -32,7 +32,7 @@ Grounding metrics (per video; means over cases):
   IF_sd01 = IF ∧ SD < 0.1 m.
 
 Navigation metrics: a smooth random path from the current view (models.data.nav_path, the training
-distribution), given to the model as egocentric waypoints; PSNR / SSIM (Gaussian 11×11, σ 1.5, on
+distribution; `nav_min_turn_deg=180 nav_max_yaw_deg=20` draws rotation-heavy paths instead), given to the model as egocentric waypoints; PSNR / SSIM (Gaussian 11×11, σ 1.5, on
 [0, 255] RGB) of the generated frames against simulator renders at the commanded poses, frames
 1..F−1 (frame 0 is the given current view; `nav_horizon=H` scores 1..H only, to compare models of
 different clip lengths on a common horizon), averaged per case, then over cases. `psnr_nav_per_frame`
@@ -111,6 +111,10 @@ class ImaginationEvalConfig:
     # navigation PSNR/SSIM over target frames 1..nav_horizon (0 = all of them): set it to compare models
     # that generate clips of different lengths on a common horizon (later frames are harder to predict)
     nav_horizon: int = 0
+    # navigation paths: turn rate limit (0 = the training clips' 15° per frame) and, when > 0, the least total
+    # turn, one way (models.data.nav_path: rotation-heavy cases)
+    nav_max_yaw_deg: float = 0.0
+    nav_min_turn_deg: float = 0.0
     results: str = ""  # append one JSON line per episode here (a rerun skips the episodes already in it)
     executor: str = "local"  # local | ray: one task per episode (models/executor.py)
     num_workers: int = 1
@@ -139,6 +143,9 @@ class ImaginationEvalConfig:
             raise _error(f"nav_horizon must be >= 0 (0 = every generated frame), got {self.nav_horizon}")
         if self.steps < 0:
             raise _error(f"steps must be >= 0 (0 = checkpoint default), got {self.steps}")
+        if not 0 <= self.nav_max_yaw_deg <= 90 or self.nav_min_turn_deg < 0:
+            raise _error(f"nav_max_yaw_deg must be in [0, 90] (0 = training default) and nav_min_turn_deg >= 0, "
+                         f"got {self.nav_max_yaw_deg}, {self.nav_min_turn_deg}")
         from planners.readback import READBACKS
 
         choices = [n for n in READBACKS.names() if n != "true"]  # generated videos report no poses
@@ -307,11 +314,16 @@ class Evaluator:
                          f"after the current view; pass nav_horizon <= {self.F - 1} (or 0 for all)")
         self.scored_frames = range(1, (cfg.nav_horizon or self.F - 1) + 1)
         self.K = intrinsics_from_hfov(float(pipe.settings.hfov_deg), self.size, self.size)
-        self.gen_cfg = ClipGenConfig(out="-", split=cfg.split, size=self.size, render_size=cfg.render_size,
-                                     path_frames=self.F - self.nbox, box_frames=self.nbox, nav_frames=self.F,
-                                     context_frames=int(pipe.max_context_frames),
-                                     min_context_frames=1, min_target_pixels=cfg.min_target_pixels,
-                                     gamma=cfg.gamma, max_tries=12, num_workers=1)
+        try:
+            self.gen_cfg = ClipGenConfig(out="-", split=cfg.split, size=self.size, render_size=cfg.render_size,
+                                         path_frames=self.F - self.nbox, box_frames=self.nbox, nav_frames=self.F,
+                                         context_frames=int(pipe.max_context_frames),
+                                         min_context_frames=1, min_target_pixels=cfg.min_target_pixels,
+                                         gamma=cfg.gamma, max_tries=12, num_workers=1,
+                                         nav_min_turn_deg=cfg.nav_min_turn_deg,
+                                         **({"nav_max_yaw_deg": cfg.nav_max_yaw_deg} if cfg.nav_max_yaw_deg else {}))
+        except ValueError as e:  # e.g. a least turn this clip length cannot reach at the turn rate limit
+            raise _error(str(e)) from None
 
     # ---- cases
     def make_case(self, episode: Any, k: int) -> Case:
@@ -342,7 +354,7 @@ class Evaluator:
                 seen = True
                 break
         in_view = bool(self._category_boxes(station.current, target.category))
-        nav = nav_path(w, station.current, self.F, rng, g.nav_max_forward, g.nav_max_yaw_deg)
+        nav = nav_path(w, station.current, self.F, rng, g.nav_max_forward, g.nav_max_yaw_deg, g.nav_min_turn_deg)
         wp = np.zeros((self.F, 6))
         for i, p in enumerate(nav):
             dt, dr = relative_pose(nav[0], p)
