@@ -7,6 +7,8 @@ Defaults: 16 target frames at the model resolution (64²), 16 context frames (ag
 inside the pipeline as in the agent loop), 10 steps, joint CFG (batch 2). Uses the shipped tiny
 checkpoint when present, else a randomly initialised tiny config (same cost). Runs are interleaved
 (cache, no cache, cache, ...) and medians reported, so load changes on a shared machine hit both.
+`compare=FOLDER` times a second pipeline in the same interleaved loop (e.g. the same recipe trained with
+`context_attention=full`, which has no context cache) and reports `compare_ratio` = its seconds / the first's.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ class GenerateBenchConfig:
     guidance_scale: float | None = None  # None: the checkpoint's when it does CFG (> 1), else 3
     checkpoint: str = "default"
     context_latents: str = ""  # "" = the checkpoint's; frame | group (ImaginationConfig.context_latents)
+    # a second pipeline folder timed interleaved with the first, with its own context attention (its cache
+    # when one_way): e.g. the same recipe trained with context_attention=full; reports the time ratio
+    compare: str = ""
 
 
 @dataclass
@@ -61,16 +66,21 @@ def bench_generate(argv: list[str]) -> dict:
     from models.pipeline import DEFAULT_CHECKPOINT, load_default_pipeline, tiny_pipeline
     from models.types import VideoContext
 
-    if ckpt == "random" or (ckpt == "default" and not (DEFAULT_CHECKPOINT / "model_index.json").exists()):
-        pipe, source = tiny_pipeline(seed=seed), "random-tiny"
-    else:
-        path = None if ckpt == "default" else ckpt
-        pipe, source = load_default_pipeline(path=path), str(path or DEFAULT_CHECKPOINT)
-    pipe.settings.num_frames = frames
-    if o.context_latents:  # validated by ImaginationConfig
-        pipe.settings = type(pipe.settings)(**{**vars(pipe.settings), "context_latents": o.context_latents})
-    pipe.settings.num_box_frames = min(pipe.settings.num_box_frames, frames - 1)
-    pipe.codec.check_target_frames(frames)
+    def load(ckpt: str):
+        if ckpt == "random" or (ckpt == "default" and not (DEFAULT_CHECKPOINT / "model_index.json").exists()):
+            pipe, source = tiny_pipeline(seed=seed), "random-tiny"
+        else:
+            path = None if ckpt == "default" else ckpt
+            pipe, source = load_default_pipeline(path=path), str(path or DEFAULT_CHECKPOINT)
+        pipe.settings.num_frames = frames
+        if o.context_latents:  # validated by ImaginationConfig
+            pipe.settings = type(pipe.settings)(**{**vars(pipe.settings), "context_latents": o.context_latents})
+        pipe.settings.num_box_frames = min(pipe.settings.num_box_frames, frames - 1)
+        pipe.codec.check_target_frames(frames)
+        return pipe, source
+
+    pipe, source = load(ckpt)
+    other = load(o.compare)[0] if o.compare else None
     default_gs = pipe.settings.guidance_scale if pipe.settings.guidance_scale > 1 else 3.0
     gs = float(default_gs if o.guidance_scale is None else o.guidance_scale)
     rng = np.random.default_rng(seed)
@@ -101,17 +111,32 @@ def bench_generate(argv: list[str]) -> dict:
         pipe.warp_prior(warp_ctx, c2w_rel, frames)
         return time.perf_counter() - t
 
+    def run_other() -> float:
+        t = time.perf_counter()
+        other(ctx, instruction=instr, num_inference_steps=steps, guidance_scale=gs, seed=seed, max_context_frames=n_ctx)
+        return time.perf_counter() - t
+
     run(True)  # warm-up (allocations, text embedding cache)
     warp()
-    with_cache, without, warps = [], [], []
+    if other is not None:
+        run_other()
+    with_cache, without, warps, compared = [], [], [], []
     for r in range(repeats):
         with_cache.append(run(True))
         warps.append(warp())
         without.append(run(False))
+        if other is not None:
+            compared.append(run_other())
         print(f"  repeat {r + 1}/{repeats}: cache {with_cache[-1]:.3f} s, no cache {without[-1]:.3f} s, "
-              f"warp prior {warps[-1]:.3f} s", file=sys.stderr, flush=True)
+              f"warp prior {warps[-1]:.3f} s" + (f", compare {compared[-1]:.3f} s" if compared else ""),
+              file=sys.stderr, flush=True)
     a, b = statistics.median(with_cache), statistics.median(without)
-    return {"seconds_per_rollout": round(a, 4), "seconds_per_rollout_no_cache": round(b, 4),
+    extra = {}
+    if other is not None:
+        c = statistics.median(compared)
+        extra = {"compare": o.compare, "compare_context_attention": other.transformer.config.context_attention,
+                 "seconds_per_rollout_compare": round(c, 4), "compare_ratio": round(c / a, 3)}
+    return {**extra, "seconds_per_rollout": round(a, 4), "seconds_per_rollout_no_cache": round(b, 4),
             "cache_speedup": round(b / a, 3),
             # the speed-up is only worth having for the same video: max |cached - uncached| in 0-255 levels
             "cache_video_max_abs_diff": int(np.abs(videos[True].astype(np.int16) - videos[False]).max()),

@@ -165,3 +165,26 @@ def test_nav_horizon_scores_a_common_prefix_of_frames():
         ImaginationEvalConfig(nav_horizon=-1)
     with pytest.raises(ValueError, match=f"nav_horizon <= {F - 1}"):
         Evaluator(ImaginationEvalConfig(nav_horizon=F), pipe, world=None)
+
+
+def test_rotation_heavy_navigation_only():
+    """grounding=false scores navigation alone; nav_min_turn_deg draws cases whose commanded path turns
+    one way through at least that angle (waypoint yaw is relative to the current view)."""
+    from models.pipeline import tiny_pipeline
+    from v4s_agent.eval_imagination import _worker_evaluator, close_worker, evaluate
+
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        ImaginationEvalConfig.from_argv(["grounding=false", "navigation=false"])
+    cfg = ImaginationEvalConfig(episodes=1, steps=1, seed=0, grounding=False, baselines="copy_last",
+                                nav_min_turn_deg=180, nav_max_yaw_deg=20, split="val")
+    pipe = tiny_pipeline(seed=0)
+    out = evaluate(cfg, pipe=pipe, progress=False)
+    assert "IF" not in out and "IF_copy_last" not in out
+    assert out["episodes"] == 1 and 5 < out["psnr_nav"] < 60 and 5 < out["psnr_copy_last"] < 60
+    ev = _worker_evaluator(cfg, pipe)
+    from envs.embedded.task import make_episodes
+
+    case = ev.make_case(make_episodes("val", 1, seed=0)[0], 0)
+    close_worker()
+    yaw = np.unwrap(case.nav_waypoints[:, 3])
+    assert abs(yaw[-1]) >= np.radians(180) - 1e-6 and np.all(np.abs(np.diff(yaw)) <= np.radians(20) + 1e-9)

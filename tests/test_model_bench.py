@@ -49,3 +49,14 @@ def test_bench_train_counts_flops_per_size(tmp_path_factory):
         bench_train([f"data={short_dir}", "context_frames=5"])
     with pytest.raises(ValueError, match="data=DIR is required"):
         bench_train(["sizes=L1H2F128"])
+
+
+def test_bench_generate_compares_a_full_attention_pipeline(tmp_path):
+    """compare=FOLDER times a second pipeline interleaved with the first and reports its attention mode."""
+    from models.pipeline import build_pipeline, tiny_codec, tiny_transformer_config
+
+    build_pipeline(tiny_transformer_config(context_attention="full"), tiny_codec()).save_pretrained(tmp_path / "full")
+    r = bench_generate(["steps=2", "frames=4", "context_frames=3", "repeats=1", "checkpoint=random",
+                        f"compare={tmp_path / 'full'}"])
+    assert r["context_attention"] == "one_way" and r["compare_context_attention"] == "full"
+    assert r["seconds_per_rollout_compare"] > 0 and r["compare"] == str(tmp_path / "full")

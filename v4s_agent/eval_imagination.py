@@ -98,6 +98,7 @@ class ImaginationEvalConfig:
     relocalize: int = 2  # rounds registering a frame's read-back pose against the simulator
     baselines: str = "all"  # "all", "none" or a comma list of copy_last,first_frame_only,no_context_cfg,oracle
     navigation: bool = True
+    grounding: bool = True  # false: navigation metrics only (e.g. the rotation-heavy cases)
     gamma: float = 0.6
     box_iou: float = 0.3
     sd_threshold: float = 0.2
@@ -143,6 +144,8 @@ class ImaginationEvalConfig:
             raise _error(f"nav_horizon must be >= 0 (0 = every generated frame), got {self.nav_horizon}")
         if self.steps < 0:
             raise _error(f"steps must be >= 0 (0 = checkpoint default), got {self.steps}")
+        if not (self.grounding or self.navigation):
+            raise _error("grounding=false and navigation=false leave nothing to evaluate: keep one of them")
         if not 0 <= self.nav_max_yaw_deg <= 90 or self.nav_min_turn_deg < 0:
             raise _error(f"nav_max_yaw_deg must be in [0, 90] (0 = training default) and nav_min_turn_deg >= 0, "
                          f"got {self.nav_max_yaw_deg}, {self.nav_min_turn_deg}")
@@ -512,7 +515,7 @@ def case_record(ev: Evaluator, methods: list[str], episode: Any, k: int) -> dict
                target_in_view=bool(case.target_in_view), methods={})
     for m in methods:
         r: dict[str, Any] = {}
-        if m not in NAVIGATION_ONLY:
+        if cfg.grounding and m not in NAVIGATION_ONLY:
             vids = ev.generate(m, case, "grounding")
             r = ev.score_grounding(vids[0], case)
             if m == "model" and cfg.samples > 1:
@@ -638,7 +641,7 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
 
     for m in methods:
         suffix = "" if m == "model" else f"_{m}"
-        if m not in NAVIGATION_ONLY:
+        if cfg.grounding and m not in NAVIGATION_ONLY:
             keys = GROUNDING_RATES + ("SD",) if m == "model" else ("IF", "IF_box", "IF_sd", "SD", "IF_readback")
             for key in keys:
                 put(key + suffix, [r[key] for r in per[m]], rate=key != "SD")
@@ -652,7 +655,8 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
             out[f"{nav}_per_frame"] = per_frame(m)
     if cfg.navigation:
         out["nav_horizon"] = len(ev.scored_frames)
-    out["readback_confidence"] = float(np.mean([r["readback_confidence"] for r in per["model"]]))
+    if cfg.grounding:
+        out["readback_confidence"] = float(np.mean([r["readback_confidence"] for r in per["model"]]))
     if any_if:
         put("IF_any", any_if, rate=True)
     out.update(cases_in_view=int(sum(in_view)), cases_out_of_view=int(len(in_view) - sum(in_view)),
