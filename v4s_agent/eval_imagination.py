@@ -32,8 +32,8 @@ Grounding metrics (per video; means over cases):
   IF_sd01 = IF ∧ SD < 0.1 m.
 
 Navigation metrics: a smooth random path from the current view (models.data.nav_path, the training
-distribution; `nav_min_turn_deg=180 nav_max_yaw_deg=20` draws rotation-heavy paths instead), given to the model as egocentric waypoints; PSNR / SSIM (Gaussian 11×11, σ 1.5, on
-[0, 255] RGB) of the generated frames against simulator renders at the commanded poses, frames
+distribution; `nav_min_turn_deg=180 nav_max_yaw_deg=20` draws rotation-heavy paths instead), given to the
+model as egocentric waypoints; PSNR / SSIM (Gaussian 11×11, σ 1.5, on [0, 255] RGB) of the generated frames against simulator renders at the commanded poses, frames
 1..F−1 (frame 0 is the given current view; `nav_horizon=H` scores 1..H only, to compare models of
 different clip lengths on a common horizon), averaged per case, then over cases. `psnr_nav_per_frame`
 (and `psnr_<baseline>_per_frame`) is the PSNR per frame index, mean over cases: how fast the
