@@ -6,6 +6,7 @@ needed by the users who choose them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -50,6 +51,42 @@ def parse_action(action: Action | int) -> Action:
         raise ValueError(f"unknown action {action!r}; valid actions: {valid}") from None
 
 
+@dataclass
+class ActionSteps:
+    """How far one discrete action moves, for every backend (habitat-lab ObjectNav: 0.25 m, 30 deg, 30 deg).
+    Each backend's config extends it (same keys everywhere) and range-checks the values its own way."""
+
+    forward_step: float = 0.25  # metres one MOVE_FORWARD moves
+    turn_angle_deg: float = 30.0  # degrees one TURN_LEFT / TURN_RIGHT turns
+    tilt_angle_deg: float = 30.0  # degrees one LOOK_UP / LOOK_DOWN tilts
+
+    def amount(self, action: Action | int) -> tuple[float, str]:
+        """(size, unit) of one action: (0.25, "m"), (30.0, "deg"); STOP is (0.0, "")."""
+        a = parse_action(action)
+        if a is Action.MOVE_FORWARD:
+            return self.forward_step, "m"
+        if a in (Action.TURN_LEFT, Action.TURN_RIGHT):
+            return self.turn_angle_deg, "deg"
+        if a in (Action.LOOK_UP, Action.LOOK_DOWN):
+            return self.tilt_angle_deg, "deg"
+        return 0.0, ""
+
+
+@dataclass
+class ObjectNavSpec(ActionSteps):
+    """The agent, its camera and the task rules an ObjectNav world declares (habitat-lab ObjectNav HM3D
+    defaults at 128x128). The embedded world and Habitat extend it, so they agree by construction."""
+
+    width: int = 128  # camera pixels
+    height: int = 128
+    hfov_deg: float = 79.0
+    sensor_height: float = 0.88  # camera above the floor (m)
+    agent_radius: float = 0.18  # collision radius (m)
+    max_episode_steps: int = 500
+    view_point_radius: float = 1.0  # view points: navigable, within this distance of the object, object visible
+    success_distance: float = 0.1  # STOP within this geodesic distance of a view point succeeds (habitat-lab)
+
+
 class EpisodeBookkeeping:
     """Episode state for backends whose `step()` shares one prologue and epilogue (camera rig,
     Habitat): validate the action, refuse a step before `reset()` or after the end, count it, and end
@@ -61,7 +98,7 @@ class EpisodeBookkeeping:
     _called_stop: bool = False
     _steps: int = 0
     _over_reason: str = "STOP or max_episode_steps reached"
-    cfg: Any  # the backend's config: forward_step and turn_angle_deg are the action sizes
+    cfg: ActionSteps  # the backend's config
 
     @property
     def forward_step(self) -> float:

@@ -22,6 +22,15 @@ def check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
 
+
+def check_at_least(obj: Any, **minimums: float) -> None:
+    """Each named field of `obj` is at least its minimum (checked in the order given), else one line:
+    ValueError `NAME must be >= MIN, got VALUE`."""
+    for name, low in minimums.items():
+        value = getattr(obj, name)
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
+
 # Keys a Hydra group file may carry besides the dataclass fields (the group's own name).
 IGNORED_KEYS = frozenset({"name", "_target_"})
 

@@ -27,15 +27,21 @@ from envs.config import parse_overrides
 
 
 @dataclass
-class GenerateBenchConfig:
-    frames: int = 16
+class ModelBenchConfig:
+    """What both model benchmarks set: the context size, torch's CPU threads and the seed."""
+
     context_frames: int = 16
-    steps: int = 10
-    repeats: int = 3
     # 1 thread by default: on the shared 2-core box it was 0.50 s vs 1.5-1.9 s with 2 threads while
     # another job ran (2 threads only win on an idle machine: 0.35 s); pass threads=2 to compare
     threads: int = 1
     seed: int = 0
+
+
+@dataclass
+class GenerateBenchConfig(ModelBenchConfig):
+    frames: int = 16
+    steps: int = 10
+    repeats: int = 3
     guidance_scale: float | None = None  # None: the checkpoint's when it does CFG (> 1), else 3
     checkpoint: str = "default"
     context_latents: str = ""  # "" = the checkpoint's; frame | group (ImaginationConfig.context_latents)
@@ -45,14 +51,11 @@ class GenerateBenchConfig:
 
 
 @dataclass
-class TrainBenchConfig:
+class TrainBenchConfig(ModelBenchConfig):
     data: str = ""  # clip folder(s), comma-separated
     sizes: str = "L2H3F512,L4H3F576"
     batch_size: int = 4
-    context_frames: int = 16
     repeats: int = 5
-    threads: int = 1
-    seed: int = 0
     resolution: int = 0
 
 

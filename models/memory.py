@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from envs.config import check_at_least
 from envs.geometry import pose_to_matrix
 from envs.types import Action, Observation, Pose
 from models.types import VideoContext
@@ -33,8 +34,7 @@ class MemoryConfig:
     max_frames: int = 100_000
 
     def __post_init__(self) -> None:
-        if self.max_context < 1:
-            raise ValueError(f"max_context must be >= 1, got {self.max_context}")
+        check_at_least(self, max_context=1)
         if self.yaw_scale_m < 0 or self.time_scale_m < 0:
             raise ValueError(f"yaw_scale_m and time_scale_m must be >= 0, got {self.yaw_scale_m}, {self.time_scale_m}")
         if self.max_frames < self.max_context:

@@ -128,6 +128,19 @@ def _tiny_scheduler() -> FlowMatchEulerDiscreteScheduler:
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=2.0)
 
 
+class _Setting:
+    """A read-only attribute that is the same-named field of the pipeline's `settings` (ImaginationConfig)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, pipe: Any, owner: type | None = None) -> Any:
+        return self if pipe is None else getattr(pipe.settings, self.name)
+
+    def __set__(self, pipe: Any, value: Any) -> None:
+        raise AttributeError(f"{self.name} is read from the pipeline's settings; set settings.{self.name}")
+
+
 class ImaginationPipeline(DiffusionPipeline):
     """Video4Spatial imagination (implements models.types.Imagination)."""
 
@@ -155,26 +168,12 @@ class ImaginationPipeline(DiffusionPipeline):
                              f"{self.geometry_channels} channels (transformer.add_geometry_layer), got "
                              f"{transformer.config.geometry_channels}")
 
-    # ---- Imagination protocol attributes
-    @property
-    def height(self) -> int:
-        return self.settings.height
-
-    @property
-    def width(self) -> int:
-        return self.settings.width
-
-    @property
-    def num_frames(self) -> int:
-        return self.settings.num_frames
-
-    @property
-    def num_box_frames(self) -> int:
-        return self.settings.num_box_frames
-
-    @property
-    def max_context_frames(self) -> int:
-        return self.settings.max_context_frames
+    # ---- Imagination protocol attributes (read from the settings)
+    height = _Setting()
+    width = _Setting()
+    num_frames = _Setting()
+    num_box_frames = _Setting()
+    max_context_frames = _Setting()
 
     @property
     def latent_hw(self) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from envs.config import check_at_least
 from envs.types import Box2D
 
 # Pure red outline drawn on the target in the trailing frames.
@@ -62,12 +63,7 @@ class BoxDetectConfig:
     def __post_init__(self) -> None:
         if not (0.0 < self.redness_threshold < 1.0):
             raise ValueError(f"redness_threshold must be in (0, 1), got {self.redness_threshold}")
-        if self.min_side_px < 2:
-            raise ValueError(f"min_side_px must be >= 2, got {self.min_side_px}")
-        if self.close_px < 1:
-            raise ValueError(f"close_px must be >= 1, got {self.close_px}")
-        if self.num_last < 1:
-            raise ValueError(f"num_last must be >= 1, got {self.num_last}")
+        check_at_least(self, min_side_px=2, close_px=1, num_last=1)
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from envs.base import NavEnv
+from envs.config import check_at_least
 from envs.geometry import apply_relative, backproject_depth, pose_to_matrix, target_centred, wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Pose
 from planners.readback.path import PathEstimate
@@ -34,8 +35,7 @@ class ControlConfig:
             raise ValueError(f"forward_step must be in (0, 2] m, got {self.forward_step}; Habitat uses 0.25")
         if not (0.0 < self.turn_deg <= 180.0):
             raise ValueError(f"turn_deg must be in (0, 180], got {self.turn_deg}; Habitat uses 30")
-        if self.max_actions < 1:
-            raise ValueError(f"max_actions must be >= 1, got {self.max_actions}")
+        check_at_least(self, max_actions=1)
 
 
 def _track(x: float, z: float, yaw: float, targets: list[tuple[float, float]], final_yaw: float | None,

@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from envs.config import parse_overrides  # noqa: E402
+from envs.config import check_at_least, parse_overrides  # noqa: E402
 
 log = logging.getLogger("v4s_agent.export_qa")
 
@@ -71,9 +71,7 @@ class ExportConfig:
             raise ValueError(f"source must be 'simulated' or 'imagined', got {self.source!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {self.split!r}")
-        for k in ("n", "scenes", "per_scene"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        check_at_least(self, n=1, scenes=1, per_scene=1)
         if self.scenes > len(SPLITS[self.split]):
             raise ValueError(f"split {self.split!r} has {len(SPLITS[self.split])} scenes, asked for scenes={self.scenes}")
         bad = [t for t in self.task_list if t not in TASKS]

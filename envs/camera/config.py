@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from envs.camera.motion import MotionSpec
 from envs.config import coerce_config  # noqa: F401  (re-exported for make_camera_env)
 
 SOURCES = ("opencv", "realsense")
@@ -19,7 +20,7 @@ def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
 
 
 @dataclass
-class CameraConfig:
+class CameraConfig(MotionSpec):
     """Frames from `source`, motion through `base`. Field names are the Hydra keys (env.config.<field>)."""
 
     # --- frames ---
@@ -40,11 +41,7 @@ class CameraConfig:
     settle_s: float = 0.0  # wait after a motion before grabbing the frame (motion blur, latency)
     # --- motion ---
     base: str = "manual"  # manual | http | ros2 | none (replay without a robot)
-    forward_step: float = 0.25
-    turn_angle_deg: float = 30.0
-    tilt_angle_deg: float = 30.0
-    linear_speed: float = 0.25  # m/s, velocity-mode commands (http velocity, ros2)
-    angular_speed_deg: float = 30.0  # deg/s
+    # forward_step, turn_angle_deg, tilt_angle_deg (ActionSteps), linear_speed, angular_speed_deg: from MotionSpec
     http_url: str = ""  # e.g. http://robot.local:8080/cmd
     http_mode: str = "discrete"  # discrete: {"type":"discrete","action":...}; velocity: twist + duration
     http_timeout_s: float = 1.0

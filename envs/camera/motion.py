@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from envs import odometry
-from envs.base import parse_action
+from envs.base import ActionSteps, parse_action
 from envs.habitat.actions import HABITAT_ACTION_NAMES
 from envs.types import Action, Pose
 
@@ -33,25 +33,12 @@ class Twist:
 ZERO_TWIST = Twist()
 
 
-@dataclass(frozen=True)
-class MotionSpec:
-    """Step sizes of the discrete actions and the speeds used to execute them as velocities."""
+@dataclass
+class MotionSpec(ActionSteps):
+    """The step sizes of the discrete actions, and the speeds used to execute them as velocities."""
 
-    forward_step: float = 0.25
-    turn_angle_deg: float = 30.0
-    tilt_angle_deg: float = 30.0
-    linear_speed: float = 0.25
-    angular_speed_deg: float = 30.0
-
-    def amount(self, action: Action) -> tuple[float, str]:
-        a = parse_action(action)
-        if a is Action.MOVE_FORWARD:
-            return self.forward_step, "m"
-        if a in (Action.TURN_LEFT, Action.TURN_RIGHT):
-            return self.turn_angle_deg, "deg"
-        if a in (Action.LOOK_UP, Action.LOOK_DOWN):
-            return self.tilt_angle_deg, "deg"
-        return 0.0, ""
+    linear_speed: float = 0.25  # m/s, velocity-mode commands (http velocity, ros2)
+    angular_speed_deg: float = 30.0  # deg/s
 
 
 def action_to_twist(action: Action | int, spec: MotionSpec) -> tuple[Twist, float]:

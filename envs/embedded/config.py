@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from envs.base import ObjectNavSpec
 from envs.config import coerce_config
 from envs.odometry import ActuationNoise, check_pose_source
 
@@ -14,18 +15,8 @@ AGENT_ONLY_KEYS = frozenset({"actuation_noise", "pose_source"})
 
 
 @dataclass
-class WorldConfig:
-    width: int = 128
-    height: int = 128
-    hfov_deg: float = 79.0
-    sensor_height: float = 0.88
-    forward_step: float = 0.25
-    turn_angle_deg: float = 30.0
-    tilt_angle_deg: float = 30.0
-    agent_radius: float = 0.18
-    max_episode_steps: int = 500
-    view_point_radius: float = 1.0  # view points: navigable cells within this distance of the object, visible
-    success_distance: float = 0.1  # STOP within this geodesic distance of a view point succeeds (habitat-lab)
+class WorldConfig(ObjectNavSpec):
+    # the action steps, camera, agent radius, step budget and success rule: ObjectNavSpec
     depth_min: float = 0.0
     depth_max: float = 10.0
     grid_resolution: float = 0.05

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envs.base import ObjectNavSpec
 from envs.config import coerce_config  # noqa: F401  (re-exported for make_habitat_env)
 
 RENDERERS = ("auto", "habitat_sim", "mujoco")
@@ -21,7 +22,7 @@ def _positive(obj: Any, *names: str) -> None:
 
 
 @dataclass
-class HabitatConfig:
+class HabitatConfig(ObjectNavSpec):
     """habitat_sim Simulator + agent settings. Scene paths are checked for existence at env build."""
 
     renderer: str = "auto"  # auto (habitat_sim when it imports, else mujoco) | habitat_sim | mujoco (pip-only)
@@ -31,24 +32,14 @@ class HabitatConfig:
     scene_dataset_config: str = ""  # e.g. hm3d_annotated_basis.scene_dataset_config.json (HM3D semantics)
     semantic_sidecar: str = ""  # our exporter's JSON; "" = <scene stem>.json next to the .glb when present
     navmesh: str = ""  # .navmesh file; "" = <scene stem>.navmesh when present, else recomputed
-    width: int = 128
-    height: int = 128
-    hfov_deg: float = 79.0
-    sensor_height: float = 0.88
+    # the action steps, camera, agent radius, step budget and success rule: ObjectNavSpec
     rgb: bool = True
     depth: bool = True
     semantic: bool = False  # needs a semantic mesh (HM3D/MP3D); sidecar scenes have none
     min_depth: float = 0.5
     max_depth: float = 5.0
-    agent_radius: float = 0.18
     agent_height: float = 0.88
-    forward_step: float = 0.25
-    turn_angle_deg: float = 30.0
-    tilt_angle_deg: float = 30.0
     allow_sliding: bool = False
-    max_episode_steps: int = 500
-    success_distance: float = 0.1
-    view_point_radius: float = 1.0  # view points: navigable, within this of the object, object visible
     view_point_grid: float = 0.25  # spacing of candidate view points
     target_categories: list[str] = field(default_factory=list)  # [] = any category in the scene
     min_start_distance: float = 1.0

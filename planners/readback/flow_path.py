@@ -19,6 +19,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
+from envs.config import check_at_least
 from envs.geometry import backproject_depth, intrinsics_from_hfov
 from models.red_box import redness
 from planners.readback.path import PathEstimate
@@ -46,8 +47,7 @@ class FlowPathConfig:
             raise ValueError(f"flow must be 'dis' or 'farneback', got {self.flow!r}")
         if self.motion not in ("planar", "pnp"):
             raise ValueError(f"motion must be 'planar' or 'pnp', got {self.motion!r}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        check_at_least(self, iterations=1)
         if self.fb_check_px <= 0 or self.inlier_px <= 0:
             raise ValueError("fb_check_px and inlier_px must be > 0")
         if self.min_points < 6 or self.max_points < self.min_points:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from envs.config import check_at_least
 from planners.readback.path import PathEstimate, step_matrix
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "inverse_dynamics.safetensors"
@@ -37,8 +38,7 @@ class IDMConfig:
     def __post_init__(self) -> None:
         if self.size < 32 or self.size % 16:
             raise ValueError(f"size must be a multiple of 16, >= 32, got {self.size}")
-        if self.width < 4:
-            raise ValueError(f"width must be >= 4, got {self.width}")
+        check_at_least(self, width=4)
 
 
 class InverseDynamics(nn.Module):

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from envs.config import check_at_least
 from envs.geometry import intrinsics_from_hfov, matrix_to_pose, pose_to_matrix
 from envs.types import Pose
 from v4s_agent.qa.actions import (
@@ -90,10 +91,7 @@ class SourceConfig:
     def __post_init__(self) -> None:
         if self.num_frames < 8:
             raise ValueError(f"num_frames must be >= 8 (paper: trajectories have at least 8 frames), got {self.num_frames}")
-        if self.start_yaw_tries < 1:
-            raise ValueError(f"start_yaw_tries must be >= 1, got {self.start_yaw_tries}")
-        if self.context_views < 1:
-            raise ValueError(f"context_views must be >= 1, got {self.context_views}")
+        check_at_least(self, start_yaw_tries=1, context_views=1)
         if self.readback not in ("flow", "idm"):
             raise ValueError(f"readback must be 'flow' or 'idm', got {self.readback!r}")
 

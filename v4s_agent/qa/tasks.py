@@ -145,24 +145,22 @@ class TaskBuilder:
 
     # ------------------------------------------------------------------ inverse motion tasks
     def A1(self) -> Record:
-        p = self.tr.program
-        if len(p) != 1 or p[0].is_turn:
-            raise Skip("not_single_translation")
-        ans = self._inverse_answer()
-        word = ans[0].text().split()[1]
-        q = (f"<image><image>How many meters did the camera move to get the second image?\n"
-             f"Answer as: move {word} X meters.")
-        return self._record("A1", q, ans[0].text(), p[0].text(), self._motion_flags(ans))
+        return self._single_step("A1", turn=False)
 
     def A2(self) -> Record:
+        return self._single_step("A2", turn=True)
+
+    def _single_step(self, task: str, turn: bool) -> Record:
+        """A1 (one translation: how many meters) and A2 (one turn: how many degrees)."""
         p = self.tr.program
-        if len(p) != 1 or not p[0].is_turn:
-            raise Skip("not_single_turn")
+        if len(p) != 1 or p[0].is_turn != turn:
+            raise Skip("not_single_turn" if turn else "not_single_translation")
         ans = self._inverse_answer()
         word = ans[0].text().split()[1]
-        q = (f"<image><image>How many degrees did the camera turn to get the second image?\n"
-             f"Answer as: turn {word} X degrees.")
-        return self._record("A2", q, ans[0].text(), p[0].text(), self._motion_flags(ans))
+        verb, unit = ("turn", "degrees") if turn else ("move", "meters")
+        q = (f"<image><image>How many {unit} did the camera {verb} to get the second image?\n"
+             f"Answer as: {verb} {word} X {unit}.")
+        return self._record(task, q, ans[0].text(), p[0].text(), self._motion_flags(ans))
 
     def A3(self) -> Record:
         p = self.tr.program
