@@ -32,10 +32,15 @@ bench: setup
 	$(BIN)/python -m v4s_agent.bench sim
 	$(BIN)/python -m v4s_agent.bench generate
 
-# mutation testing of the core decision modules ([tool.mutmut] in pyproject.toml): slow, not in CI
+# mutation testing of the core decisions ([tool.mutmut] in pyproject.toml): slow, not in CI.
+# mutmut prints each mutant's verdict at the end; `mutmut show NAME` shows a survivor's diff.
+MUTATION_SCOPE ?= 'envs.geometry.x_target_centred__*' 'planners.base.x_is_centred__*' 'planners.base.x_should_stop__*' \
+	'envs.metrics.x_objectnav_metrics__*' 'models.conditioning.*' 'models.red_box.*' \
+	'envs.navgrid.x_grid_cells__*' 'envs.navgrid.x?NavGrid?cell_of__*' 'envs.navgrid.x?NavGrid?cells_of__*' \
+	'envs.navgrid.x?NavGrid?_inside*' 'envs.navgrid.x?NavGrid?is_navigable__*' 'envs.navgrid.x?NavGrid?segment_free__*' \
+	'models.memory.x?Memory?_features__*' 'models.memory.x?Memory?select_indices__*' 'models.memory.x?Memory?select_context__*'
 mutation: setup
-	nice -n 5 $(BIN)/mutmut run
-	$(BIN)/mutmut results
+	nice -n 10 $(BIN)/mutmut run $(MUTATION_SCOPE)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache mutants

@@ -89,7 +89,10 @@ def pick_context_groups(num_frames: int, max_frames: int, group: int) -> np.ndar
         return pick_context(num_frames, max_frames)
     if num_frames <= max_frames:
         return np.arange(num_frames)
-    ends = np.unique(np.round(np.linspace(group - 1, num_frames - 1, max(1, max_frames // group))).astype(np.int64))
+    runs = max_frames // group
+    if runs <= 1:  # room for one run: the one ending on the current view (linspace(a, b, 1) is [a])
+        return np.arange(num_frames - group, num_frames)
+    ends = np.unique(np.round(np.linspace(group - 1, num_frames - 1, runs)).astype(np.int64))
     return np.unique(np.concatenate([np.arange(e - group + 1, e + 1) for e in ends]))
 
 
