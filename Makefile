@@ -33,7 +33,7 @@ bench: setup
 	$(BIN)/python -m v4s_agent.bench generate
 
 # mutation testing of the core decisions ([tool.mutmut] in pyproject.toml): slow, not in CI.
-# mutmut prints each mutant's verdict at the end; `mutmut show NAME` shows a survivor's diff.
+# mutmut prints each mutant's verdict; the last line is the score table; `mutmut show NAME` shows a mutant's diff.
 MUTATION_SCOPE ?= 'envs.geometry.x_target_centred__*' 'planners.base.x_is_centred__*' 'planners.base.x_should_stop__*' \
 	'envs.metrics.x_objectnav_metrics__*' 'models.conditioning.*' 'models.red_box.*' \
 	'envs.navgrid.x_grid_cells__*' 'envs.navgrid.x?NavGrid?cell_of__*' 'envs.navgrid.x?NavGrid?cells_of__*' \
@@ -41,6 +41,7 @@ MUTATION_SCOPE ?= 'envs.geometry.x_target_centred__*' 'planners.base.x_is_centre
 	'models.memory.x?Memory?_features__*' 'models.memory.x?Memory?select_indices__*' 'models.memory.x?Memory?select_context__*'
 mutation: setup
 	nice -n 10 $(BIN)/mutmut run $(MUTATION_SCOPE)
+	$(BIN)/python tests/mutation_score.py $(MUTATION_SCOPE)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache mutants

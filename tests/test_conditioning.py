@@ -22,9 +22,9 @@ def test_rope_positions_are_sparse_context_then_gap_then_targets():
 
 
 def test_rope_positions_refuse_no_context():
-    with pytest.raises(ValueError, match="at least one context index"):
+    with pytest.raises(ValueError, match="^need at least one context index$"):
         cond.rope_positions(np.array([], dtype=np.int64), 2, 1)
-    with pytest.raises(ValueError, match="at least one context index"):
+    with pytest.raises(ValueError, match="^need at least one context index$"):
         cond.rope_positions(np.zeros((2, 2)), 2, 1)
 
 
@@ -45,7 +45,7 @@ def test_waypoints_to_c2w_builds_the_relative_cameras():
         cond.waypoints_to_c2w(np.zeros(6))
     bad = np.zeros((2, 6))
     bad[1, 4] = np.inf
-    with pytest.raises(ValueError, match="NaN or inf"):
+    with pytest.raises(ValueError, match="^waypoints contain NaN or inf$"):
         cond.waypoints_to_c2w(bad)
 
 
@@ -81,9 +81,17 @@ def test_plucker_latent_is_one_camera_per_latent_on_the_latent_grid():
 def test_resize_frames_averages_when_shrinking_and_keeps_the_size_order():
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    small = cond.resize_frames(frames, 2, 2)
-    block_mean = frames.reshape(2, 2, 4, 2, 4, 3).mean(axis=(2, 4))  # INTER_AREA: no aliasing
-    assert np.abs(small.astype(float) - block_mean).max() <= 1.0
+    # shrinking (or keeping) both sides: INTER_AREA, the mean of each block (no aliasing)
+    for (H, W), (h, w) in (((8, 8), (2, 2)), ((16, 4), (8, 1)), ((8, 16), (8, 4)), ((8, 16), (4, 4)), ((16, 8), (4, 8))):
+        big = rng.integers(0, 256, (2, H, W, 3), dtype=np.uint8)
+        block_mean = big.reshape(2, h, H // h, w, W // w, 3).mean(axis=(2, 4))
+        assert np.abs(cond.resize_frames(big, h, w).astype(float) - block_mean).max() <= 1.0, ((H, W), (h, w))
+    # enlarging a side: INTER_LINEAR, a smooth ramp between two pixels (INTER_AREA would make steps)
+    ramp = np.zeros((1, 4, 2, 3), np.uint8)
+    ramp[:, :, 1] = 255
+    for h in (2, 4, 8):
+        row = cond.resize_frames(ramp, h, 16)[0, 0, :, 0].astype(int)
+        assert len(set(row.tolist())) >= 8 and np.all(np.diff(row) >= 0), row
     assert cond.resize_frames(frames, 4, 6).shape == (2, 4, 6, 3)  # (height, width)
     assert cond.resize_frames(frames, 8, 8) is frames
     assert cond.resize_frames(frames, 16, 16).shape == (2, 16, 16, 3)
@@ -115,11 +123,15 @@ def test_context_groups_pad_the_first_group_in_front():
     order, last = cond.context_groups(8, 4)
     np.testing.assert_array_equal(order, np.arange(8))
     np.testing.assert_array_equal(last, [3, 7])
+    assert order.dtype == last.dtype == np.int64  # they index frames
+    order, last = cond.context_groups(1, 4)  # one frame: a still camera
+    np.testing.assert_array_equal(order, [0, 0, 0, 0])
+    np.testing.assert_array_equal(last, [0])
     order, last = cond.context_groups(3, 1)
     np.testing.assert_array_equal(order, [0, 1, 2])
     np.testing.assert_array_equal(last, [0, 1, 2])
     for bad in ((0, 4), (3, 0)):
-        with pytest.raises(ValueError, match="at least one context frame and group >= 1"):
+        with pytest.raises(ValueError, match="^need at least one context frame and group >= 1"):
             cond.context_groups(*bad)
 
 
@@ -137,6 +149,17 @@ def test_sample_context_groups_are_runs_that_end_on_the_current_view(group):
         seen.add(tuple(pick))
     assert len(seen) > 1  # random runs, not a fixed pick
     np.testing.assert_array_equal(cond.sample_context_groups(5, 5, group, np.random.default_rng(0)), np.arange(5))
+    np.testing.assert_array_equal(cond.sample_context_groups(10, 1, group, np.random.default_rng(0)), [9])
     np.testing.assert_array_equal(cond.sample_context_groups(3, 5, group, np.random.default_rng(0)), np.arange(3))
-    with pytest.raises(ValueError, match="at least one context frame"):
+    with pytest.raises(ValueError, match="^need at least one context frame$"):
         cond.sample_context_groups(5, 0, group, np.random.default_rng(0))
+
+
+def test_sample_context_groups_can_draw_every_earlier_frame_and_no_later_one():
+    for n, count, group in ((5, 4, 1), (9, 3, 1), (38, 9, 4), (39, 13, 4)):
+        drawn = set()
+        for seed in range(40):
+            pick = cond.sample_context_groups(n, count, group, np.random.default_rng(seed))
+            assert len(pick) == count and pick.max() == n - 1
+            drawn.update(pick.tolist())
+        assert drawn == set(range(n)), (n, count, group)

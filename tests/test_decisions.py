@@ -16,7 +16,7 @@ from envs.metrics import objectnav_metrics
 from envs.navgrid import NavGrid
 from envs.types import Box2D
 from models.red_box import detect_red_box, detect_red_box_frame, draw_red_box
-from planners.base import is_centred
+from planners.base import is_centred, should_stop
 
 
 def _box_at(cx: float, cy: float, w: float, h: float) -> Box2D:
@@ -36,6 +36,25 @@ def test_stop_centring_rule_is_half_gamma_of_the_frame():
     assert is_centred(_box_at(50, 90, 4, 4), W, H, g)
     assert not is_centred(_box_at(50, 90, 4, 4), W, H, g, vertical=True)
     assert is_centred(_box_at(50, 50 + 29, 4, 4), W, H, g, vertical=True)
+    # exactly at the limit counts as centred (gamma 0.5: 25 px, exact in floating point)
+    assert is_centred(_box_at(75, 50, 4, 4), W, H, 0.5) and is_centred(_box_at(25, 50, 4, 4), W, H, 0.5)
+    assert is_centred(_box_at(50, 75, 4, 4), W, H, 0.5, vertical=True)
+    assert not is_centred(_box_at(50, 75.01, 4, 4), W, H, 0.5, vertical=True)
+
+
+def test_stop_rule_needs_the_target_centred_and_within_stop_distance():
+    W = H = 64
+    depth = np.full((H, W), 0.75, np.float32)
+    centred, aside = _box_at(32, 32, 10, 10), _box_at(60, 32, 6, 6)
+    assert should_stop(centred, depth, W, H, 0.6, 1.0)
+    assert should_stop(centred, depth, W, H, 0.6, 0.75)  # at the distance exactly
+    assert not should_stop(centred, depth, W, H, 0.6, 0.74)
+    assert not should_stop(aside, depth, W, H, 0.6, 1.0)  # near but not centred
+    assert not should_stop(None, depth, W, H, 0.6, 1.0)
+    assert not should_stop(centred, None, W, H, 0.6, 1.0)  # no depth: distance unknown
+    far = depth.copy()
+    far[27:37, 27:37] = np.nan
+    assert not should_stop(centred, far, W, H, 0.6, 1.0)  # no valid depth inside the box
 
 
 def test_if_criterion_is_half_gamma_of_the_box():
@@ -44,6 +63,17 @@ def test_if_criterion_is_half_gamma_of_the_box():
     assert target_centred(_box_at(55.9, 50, 20, 20), W, H, 0.6)
     assert not target_centred(_box_at(56.1, 50, 20, 20), W, H, 0.6)
     assert not target_centred(_box_at(50, 56.1, 20, 20), W, H, 0.6)
+    # exactly at the limit counts (gamma 0.5 of a 20 px box: 5 px, exact in floating point)
+    assert target_centred(_box_at(55, 50, 20, 20), W, H, 0.5) and target_centred(_box_at(50, 45, 20, 20), W, H, 0.5)
+    assert target_centred(_box_at(50, 54.5, 20, 20), W, H, 0.5)  # the vertical limit scales with the box height
+    assert not target_centred(_box_at(50, 50.5, 20, 0.5), W, H, 0.5)
+    assert target_centred(_box_at(50, 50, 20, 20), W, H, 2.0)
+    for gamma in (0.0, 2.01):
+        with pytest.raises(ValueError, match=r"gamma must be in \(0, 2\]"):
+            target_centred(_box_at(50, 50, 20, 20), W, H, gamma)
+    for w, h in ((0, 100), (100, 0)):
+        with pytest.raises(ValueError, match="frame size must be positive"):
+            target_centred(_box_at(50, 50, 20, 20), w, h, 0.6)
 
 
 def test_eval_uses_the_papers_gamma():
@@ -78,6 +108,23 @@ def test_spl_caps_efficiency_at_one():
     assert m.spl == pytest.approx(1.0)
     m = objectnav_metrics(True, 0.0, 2.0, 4.0, 10)
     assert m.spl == pytest.approx(0.5)
+
+
+def test_objectnav_metrics_fields():
+    m = objectnav_metrics(True, 0.5, 2.0, 4.0, 17, collisions=3)
+    assert (m.success, m.spl) == (0.0, 0.0)
+    assert m.soft_spl == pytest.approx((1.0 - 0.5 / 2.0) * 2.0 / 4.0)  # progress x efficiency
+    assert (m.distance_to_goal, m.path_length, m.num_steps, m.collisions) == (0.5, 4.0, 17, 3)
+    assert m.extra == {"called_stop": 1.0, "start_distance": 2.0}
+    m = objectnav_metrics(False, 0.05, 1.0, 1.0, 5)  # defaults: no collisions, habitat's 0.1 m
+    assert (m.success, m.collisions, m.extra["called_stop"]) == (0.0, 0, 0.0)
+    assert m.soft_spl == pytest.approx(0.95)  # Soft-SPL needs no STOP
+    assert objectnav_metrics(True, 0.05, 1.0, 1.0, 5).success == 1.0
+    assert objectnav_metrics(True, 3.0, 1.0, 1.0, 5).soft_spl == 0.0  # farther than at the start: 0, not negative
+    assert objectnav_metrics(True, float("inf"), 1.0, 1.0, 5).soft_spl == 0.0
+    for d0 in (0.0, float("inf"), float("nan")):  # no usable start distance: SPL undefined
+        m = objectnav_metrics(True, 0.05, d0, 1.0, 5)
+        assert np.isnan(m.spl) and np.isnan(m.soft_spl) and m.success == 1.0
 
 
 # ---------------------------------------------------------------- nav grid collision

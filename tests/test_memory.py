@@ -61,7 +61,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="max_context"):
         MemoryConfig(max_context=0)
     m = Memory(MemoryConfig(max_context=4))
-    with pytest.raises(IndexError, match="empty"):
+    with pytest.raises(IndexError, match="^memory is empty; add an observation"):
         m.select_context(2)
     m.add(_obs(0, None))
     with pytest.raises(ValueError, match="context size"):
@@ -78,3 +78,43 @@ def test_look_around_is_a_full_turn():
     assert len(look_around_actions(45.0)) == 8
     with pytest.raises(ValueError, match="turn_angle_deg"):
         look_around_actions(0.0)
+
+
+def test_view_features_are_position_heading_and_time():
+    """The distance the context pick spreads over: (x, y, z, yaw_scale·cos yaw, yaw_scale·sin yaw, time)."""
+    m = Memory(MemoryConfig(yaw_scale_m=2.0, time_scale_m=0.5))
+    poses = [Pose((1.0, 0.88, -2.0), 0.0), Pose((0.0, 0.88, 0.0), math.pi / 2), Pose((3.0, 0.5, 1.0), math.pi)]
+    for i, p in enumerate(poses):
+        m.add(_obs(i, p))
+    want = [[1.0, 0.88, -2.0, 2.0, 0.0, 0.0], [0.0, 0.88, 0.0, 0.0, 2.0, 0.25], [3.0, 0.5, 1.0, -2.0, 0.0, 0.5]]
+    np.testing.assert_allclose(m._features(), want, atol=1e-12)
+    m.add(_obs(3, None))  # a frame without a pose: time alone, evenly spread over [0, time_scale_m]
+    np.testing.assert_allclose(m._features(), [[0.0], [0.5 / 3], [1.0 / 3], [0.5]], atol=1e-12)
+
+
+def test_context_pick_starts_from_the_current_view():
+    m = Memory(MemoryConfig(max_context=2, time_scale_m=0.0))
+    for i, x in enumerate((-3.0, 3.0, -1.0)):
+        m.add(_obs(i, Pose((x, 0.88, 0.0), 0.0)))
+    np.testing.assert_array_equal(m.select_indices(2), [1, 2])  # farthest from the current view (x = -1)
+    np.testing.assert_array_equal(m.select_indices(1), [2])
+    assert m.select_indices(2).dtype == np.int64
+
+
+def test_context_default_size_resize_and_poses():
+    m = Memory(MemoryConfig(max_context=3))
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        m.add(Observation(rgb=rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), pose=Pose((0.2 * i, 0.88, 0.0), 0.3 * i), step=i))
+    ctx = m.select_context()  # max_context frames
+    assert len(ctx.indices) == 3 and ctx.indices[-1] == 4
+    np.testing.assert_allclose(ctx.poses[:, 0, 3], [0.2 * i for i in ctx.indices])  # camera-to-world per chosen frame
+    assert ctx.poses.shape == (3, 4, 4)
+    small = m.select_context(3, size=(4, 4))
+    blocks = m.frames()[ctx.indices].reshape(3, 4, 4, 4, 4, 3).mean(axis=(2, 4))  # INTER_AREA: 4x4 block means
+    assert np.abs(small.frames.astype(float) - blocks).max() <= 1.0
+    assert m.select_context(3, size=(1, 2)).frames.shape == (3, 1, 2, 3)
+    assert m.select_context(3, size=(16, 16)).frames.shape == (3, 16, 16, 3)
+    for bad in ((0, 4), (4, 0)):
+        with pytest.raises(ValueError, match=r"size must be positive \(H, W\)"):
+            m.select_context(3, size=bad)
