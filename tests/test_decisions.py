@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs.geometry import target_centred
+from envs.geometry import intrinsics_from_hfov, target_centred
 from envs.metrics import objectnav_metrics
 from envs.navgrid import NavGrid
 from envs.types import Box2D
@@ -55,6 +55,12 @@ def test_stop_rule_needs_the_target_centred_and_within_stop_distance():
     far = depth.copy()
     far[27:37, 27:37] = np.nan
     assert not should_stop(centred, far, W, H, 0.6, 1.0)  # no valid depth inside the box
+    # with intrinsics, a thin object (9 % of its box at 0.5 m, a wall at 2 m behind) is judged by its near part
+    thin = np.full((H, W), 2.0, np.float32)
+    thin[30:36, 29:35] = 0.5
+    box, K = _box_at(32, 32, 20, 20), intrinsics_from_hfov(79.0, W, H)
+    assert should_stop(box, thin, W, H, 0.6, 1.0, K)
+    assert not should_stop(box, thin, W, H, 0.6, 1.0)
 
 
 def test_if_criterion_is_half_gamma_of_the_box():

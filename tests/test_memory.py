@@ -88,6 +88,10 @@ def test_view_features_are_position_heading_and_time():
         m.add(_obs(i, p))
     want = [[1.0, 0.88, -2.0, 2.0, 0.0, 0.0], [0.0, 0.88, 0.0, 0.0, 2.0, 0.25], [3.0, 0.5, 1.0, -2.0, 0.0, 0.5]]
     np.testing.assert_allclose(m._features(), want, atol=1e-12)
+    two = Memory(MemoryConfig(time_scale_m=0.5))
+    for i in range(2):
+        two.add(_obs(i, None))
+    np.testing.assert_allclose(two._features(), [[0.0], [0.5]], atol=1e-12)
     m.add(_obs(3, None))  # a frame without a pose: time alone, evenly spread over [0, time_scale_m]
     np.testing.assert_allclose(m._features(), [[0.0], [0.5 / 3], [1.0 / 3], [0.5]], atol=1e-12)
 
