@@ -7,8 +7,9 @@ error line listing the valid keys.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -87,6 +88,18 @@ def cli_config(cls: type[T], argv: Iterable[str]) -> T:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def json_command(run: Callable[[], Any], errors: tuple[type[BaseException], ...] = (ValueError,)) -> int:
+    """A command's body: its result as one JSON line on stdout (exit 0), or, for `errors`, one
+    `error: ...` line on stderr (exit 2)."""
+    try:
+        result = run()
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result), flush=True)
+    return 0
 
 
 def config_error_line(e: BaseException, valid_keys: Iterable[str] | None = None) -> str:

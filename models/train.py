@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from envs.config import parse_overrides
+from envs.config import json_command, parse_overrides
 from models.clipstore import ClipDataset
 from models.codecs import TinyAutoencoder
 from models.conditioning import (
@@ -677,13 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    try:
-        summary = train(cfg)
-    except DataMismatchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary), flush=True)
-    return 0
+    return json_command(lambda: train(cfg), errors=(DataMismatchError,))
 
 
 if __name__ == "__main__":

@@ -122,3 +122,19 @@ def test_context_default_size_resize_and_poses():
     for bad in ((0, 4), (4, 0)):
         with pytest.raises(ValueError, match=r"size must be positive \(H, W\)"):
             m.select_context(3, size=bad)
+
+
+def test_context_depth_is_resized_by_nearest_neighbour():
+    m = Memory(MemoryConfig(max_context=2))
+    depth = np.zeros((16, 16), np.float64)
+    depth[:, 8:] = 4.0  # an edge: averaging would invent points at 2 m
+    for i in range(2):
+        m.add(Observation(rgb=np.full((16, 16, 3), i, np.uint8), depth=depth + i, pose=Pose((0.0, 0.88, 0.0), 0.0), step=i))
+    ctx = m.select_context(2)
+    assert ctx.depths.dtype == np.float32 and ctx.depths.shape == (2, 16, 16)
+    np.testing.assert_array_equal(ctx.depths[1], depth + 1)
+    small = m.select_context(2, size=(4, 4)).depths
+    assert small.shape == (2, 4, 4)
+    assert set(np.unique(small[0]).tolist()) == {0.0, 4.0}  # only depths that were measured
+    m.add(_obs(2, Pose((1.0, 0.88, 0.0), 0.0)))  # a frame without depth: no depth for the context
+    assert m.select_context(2).depths is None

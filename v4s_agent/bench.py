@@ -6,8 +6,9 @@ Speed targets live here, never in timed tests: ratios are measured side by side 
 from __future__ import annotations
 
 import importlib
-import json
 import sys
+
+from envs.config import json_command
 
 BENCHES = {
     "sim": "envs.embedded.bench:bench_sim",
@@ -30,14 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(verbose)
     module, _, fn = BENCHES[argv[0]].partition(":")
-    try:
+
+    def run() -> dict:
         with stdout_to_stderr():  # library output never reaches the JSON line's stream
-            result = getattr(importlib.import_module(module), fn)(argv[1:])
-    except ValueError as e:  # a bad key=value (envs.config.parse_overrides) or option: one line
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(result), flush=True)
-    return 0
+            return getattr(importlib.import_module(module), fn)(argv[1:])
+
+    return json_command(run)  # a bad key=value (envs.config.parse_overrides) or option: one line, exit 2
 
 
 if __name__ == "__main__":
