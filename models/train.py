@@ -565,6 +565,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = ClipDataset(cfg.data, cfg.mode)
+    if accum > 1 and len(dataset) < cfg.batch_size:  # the micro-batches of one step would never fill up
+        raise DataMismatchError(f"gradient_accumulation_steps needs at least batch_size={cfg.batch_size} clips; "
+                                f"{cfg.data} has {len(dataset)}: lower batch_size= or add clips")
     pipe = init_pipeline(cfg, dataset[0])
     pipe.to(acc.device)
     pipe.codec.requires_grad_(False)
@@ -580,9 +583,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     else:
         lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps,
                                      num_training_steps=cfg.steps)
-    if accum > 1 and len(dataset) < cfg.batch_size:
-        raise ValueError(f"gradient_accumulation_steps needs at least batch_size={cfg.batch_size} clips, the data has "
-                         f"{len(dataset)}")
     dl_gen = torch.Generator().manual_seed(cfg.seed)
     micro = cfg.batch_size // accum
     loader = torch.utils.data.DataLoader(_Indices(len(dataset)), batch_size=micro, shuffle=True,

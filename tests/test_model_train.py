@@ -83,6 +83,12 @@ def test_lora_and_attention_only_finetuning(shards, tmp_path):
     assert not any("ffn" in k for k in trained)
 
 
+def test_accumulation_needs_a_full_global_batch(shards, tmp_path, capsys):
+    assert main([f"data={shards / 'train'}", f"out={tmp_path}", "batch_size=8", "gradient_accumulation_steps=2"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: gradient_accumulation_steps needs at least batch_size=8 clips; "
+                                               f"{shards / 'train'} has 4: lower batch_size= or add clips")
+
+
 def test_arguments_and_context_sampling():
     cfg = parse_args(["data=a", "out=b", "steps=3", "mode=none", "export_fp16=false"])
     assert cfg.steps == 3 and cfg.mode is None and cfg.export_fp16 is False
