@@ -49,15 +49,18 @@ def test_waypoints_to_c2w_builds_the_relative_cameras():
         cond.waypoints_to_c2w(bad)
 
 
-def test_relative_to_first_makes_the_first_camera_the_origin():
+def test_relative_to_makes_the_reference_camera_the_origin():
     c2w = np.tile(np.eye(4), (2, 1, 1))
     c2w[0, :3, 3] = (1.0, 0.0, 2.0)
     c2w[1, :3, 3] = (1.0, 0.0, 1.0)
     c2w[0, :3, :3] = [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]  # first camera turned 90 deg
-    rel = cond.relative_to_first(c2w)
+    rel = cond.relative_to(c2w)
     np.testing.assert_allclose(rel[0], np.eye(4), atol=1e-12)
     np.testing.assert_allclose(rel[1], np.linalg.inv(c2w[0]) @ c2w[1], atol=1e-12)
     np.testing.assert_allclose(rel[1, :3, 3], (1.0, 0.0, 0.0), atol=1e-12)  # 1 m to the first camera's right
+    rel = cond.relative_to(c2w, reference=1)
+    np.testing.assert_allclose(rel[1], np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(rel[0, :3, 3], (0.0, 0.0, 1.0), atol=1e-12)
 
 
 def test_plucker_latent_is_one_camera_per_latent_on_the_latent_grid():
