@@ -184,14 +184,15 @@ class _Recorder:
         hidden, timestep = args[0], args[1]
         self.calls.append({"hidden": hidden.detach().clone(), "timestep": timestep.detach().clone(),
                            "positions": kwargs["frame_positions"].detach().clone(),
-                           "camera": None if kwargs.get("camera") is None else kwargs["camera"].detach().clone()})
+                           **{k: None if kwargs.get(k) is None else kwargs[k].detach().clone()
+                              for k in ("camera", "context_camera", "geometry")}})
 
 
-@pytest.mark.parametrize("context_latents", ["frame", "group"])
-def test_training_and_sampling_build_the_same_conditioning(context_latents):
+@pytest.mark.parametrize("context_latents,priors", [("frame", False), ("group", False), ("group", True)])
+def test_training_and_sampling_build_the_same_conditioning(context_latents, priors):
     """One navigation clip through the trainer's batch builder and through the sampler: identical
-    RoPE positions, context latents and camera maps, and the same timestep convention (t = 1000·σ,
-    x_t = (1 − σ)·x0 + σ·noise)."""
+    RoPE positions, context latents and camera maps (with `priors`: context cameras and the warp
+    geometry prior too), and the same timestep convention (t = 1000·σ, x_t = (1 − σ)·x0 + σ·noise)."""
     from synthetic_clips import make_clip
 
     from models.conditioning import waypoints_to_c2w
@@ -211,6 +212,16 @@ def test_training_and_sampling_build_the_same_conditioning(context_latents):
     T0 = np.eye(4)
     T0[:3, 3] = [1.0, 0.2, -2.0]
     clip.target_poses = (T0[None] @ waypoints_to_c2w(way)).astype(np.float32)
+    # the context's cameras in the same world: the current view (last context frame) is the first target
+    clip.context_poses = (T0[None] @ np.linalg.inv(clip.context_poses[-1])[None] @ clip.context_poses).astype(np.float32)
+    if priors:
+        from dataclasses import replace
+
+        from models.pipeline import ImaginationPipeline
+
+        pipe.transformer.add_geometry_layer(pipe.geometry_channels)
+        pipe = ImaginationPipeline(pipe.transformer, pipe.codec, pipe.text_encoder, pipe.scheduler,
+                                   replace(pipe.settings, context_poses=True, geometry_prior="warp"))
 
     cfg = TrainConfig(data="unused", out="unused", max_context_frames=16)
     batch = make_batch(pipe, ClipEncoder(pipe, [clip]), [0], cfg, np.random.default_rng(0), dropout=False)
@@ -219,8 +230,9 @@ def test_training_and_sampling_build_the_same_conditioning(context_latents):
         gen = torch.Generator().manual_seed(7)
         flow_loss(pipe.transformer, batch, gen, _shift(pipe), "cpu")
         train_call = rec.calls.pop()
-        pipe(VideoContext(clip.context_frames, clip.context_indices), waypoints=way, num_inference_steps=2,
-             seed=0, use_context_cache=False)
+        pipe(VideoContext(clip.context_frames, clip.context_indices, poses=clip.context_poses,
+                          depths=clip.context_depth), waypoints=way, num_inference_steps=2, seed=0,
+             use_context_cache=False)
         sample_calls = list(rec.calls)
     finally:
         rec.handle.remove()
@@ -235,6 +247,13 @@ def test_training_and_sampling_build_the_same_conditioning(context_latents):
         torch.testing.assert_close(call["camera"][0].float(), train_call["camera"][0].float(), rtol=0, atol=1e-6)
         torch.testing.assert_close(call["hidden"][0, :, :nc].float(), train_call["hidden"][0, :, :nc].float(),
                                    rtol=0, atol=1e-2)  # training keeps fp16 latents
+        for key in ("context_camera", "geometry"):
+            assert (call[key] is None) == (train_call[key] is None) == (not priors), key
+            if priors:  # training keeps them in fp16
+                torch.testing.assert_close(call[key][0].float(), train_call[key][0].float(), rtol=0, atol=2e-2)
+    if priors:  # real signals: the context cameras differ, the warp covers part of the targets
+        assert train_call["context_camera"].std(dim=2).abs().max() > 0.1
+        assert 0.0 < train_call["geometry"][0, -1].mean() <= 1.0
     # RoPE: context at (index - first) / temporal factor, targets from the last context + gap
     want_ctx = (ctx_idx - ctx_idx[0]) / tf
     np.testing.assert_array_equal(train_call["positions"][0, :nc].numpy(), want_ctx)
