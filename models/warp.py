@@ -48,43 +48,51 @@ def splat(frames: np.ndarray, depths: np.ndarray, src_c2w: np.ndarray, tgt_c2w: 
     ok_src = (d > 0) & torch.isfinite(d)
     world = world[ok_src]  # P, 3
     colours = torch.from_numpy(frames)[ok_src]  # P, 3
-    # project into every target camera at once
+    # project into every target camera at once: (F, 3, P) camera coordinates, float32 from here on
+    # (half the memory traffic of float64; a point moves by far less than a pixel)
     tgt_w2c = torch.linalg.inv(torch.from_numpy(np.asarray(tgt_c2w, dtype=np.float64)))  # F, 4, 4
     f = tgt_w2c.shape[0]
-    pc = torch.einsum("fij,pj->fpi", tgt_w2c[:, :3, :3], world) + tgt_w2c[:, None, :3, 3]  # F, P, 3
-    z = -pc[..., 2]
+    pc = torch.baddbmm(tgt_w2c[:, :3, 3:].float(), tgt_w2c[:, :3, :3].float(), world.T.float().expand(f, 3, -1))
+    z = -pc[:, 2]
     front = z > 1e-3
-    zs = torch.where(front, z, torch.ones_like(z))
-    uf = K_tgt[0, 0] * pc[..., 0] / zs + K_tgt[0, 2] - 0.5  # continuous pixel coordinates (centre = integer)
-    vf = -K_tgt[1, 1] * pc[..., 1] / zs + K_tgt[1, 2] - 0.5
-    frame_id = torch.arange(f)[:, None].expand_as(uf)
-    colours = colours.expand(f, -1, -1)
+    inv_z = 1.0 / torch.where(front, z, torch.ones_like(z))
+    uf = (K_tgt[0, 0] * inv_z) * pc[:, 0] + (K_tgt[0, 2] - 0.5)  # continuous pixel coordinates (centre = integer)
+    vf = (-K_tgt[1, 1] * inv_z) * pc[:, 1] + (K_tgt[1, 2] - 0.5)
+    # keep the (target, point) pairs in front of the camera that can touch the image, flattened
+    near = (front & (uf > -1.0) & (uf < w) & (vf > -1.0) & (vf < h)).view(-1)
+    pair = near.nonzero().squeeze(1)
+    fid, pid = pair // uf.shape[1], pair % uf.shape[1]
+    z, uf, vf = z.view(-1)[pair], uf.view(-1)[pair], vf.view(-1)[pair]
+    dump = f * h * w  # one spare pixel: entries that fall outside (or may not write) go there, no masking
+    out = torch.zeros((dump + 1, 3), dtype=torch.uint8)
 
-    def zsplat(uu: list[torch.Tensor], vv: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Z-buffered splat of every point to the pixels of each footprint (uu[k], vv[k]), each (F, P):
-        the nearest point wins a pixel. Returns (colours (F·h·w, 3), depth (F·h·w,), inf = hole)."""
-        keys, zz, cols = [], [], []
-        for a, b in zip(uu, vv):
-            inside = front & (a >= 0) & (a < w) & (b >= 0) & (b < h)
-            keys.append(((frame_id * h + b) * w + a)[inside])
-            zz.append(z[inside])
-            cols.append(colours[inside])
-        key, zval, col = torch.cat(keys), torch.cat(zz), torch.cat(cols)
-        zbuf = torch.full((f * h * w,), float("inf"), dtype=z.dtype)
+    def zsplat(footprint: list[tuple[torch.Tensor, torch.Tensor]], only: torch.Tensor | None = None) -> torch.Tensor:
+        """Z-buffered splat of every pair to the pixels (u, v) of each footprint offset: the nearest
+        point wins a pixel (of `only` when given), its colour is written to `out`. Returns the depth
+        buffer (F·h·w + 1,), inf = hole."""
+        keys = []
+        for a, b in footprint:
+            key = torch.where((a >= 0) & (a < w) & (b >= 0) & (b < h), (fid * h + b) * w + a, dump)
+            if only is not None:
+                key = torch.where(only[key], key, dump)
+            keys.append(key)
+        key = torch.cat(keys)
+        zval = z.repeat(len(footprint))
+        zbuf = torch.full((dump + 1,), float("inf"), dtype=z.dtype)
         zbuf.scatter_reduce_(0, key, zval, reduce="amin")
-        win = zval <= zbuf[key]
-        out = torch.zeros((f * h * w, 3), dtype=torch.uint8)
-        out[key[win]] = col[win]
-        return out, zbuf
+        out[torch.where(zval <= zbuf[key], key, dump)] = colours[pid.repeat(len(footprint))]
+        zbuf[dump] = float("inf")
+        return zbuf
 
     # nearest pixel first (a camera that did not move gets its frame back exactly), then the 2 × 2
     # footprint around each projection fills the cracks a forward motion (magnification) leaves
-    out, zbuf = zsplat([torch.round(uf).long()], [torch.round(vf).long()])
-    u0, v0 = torch.floor(uf).long(), torch.floor(vf).long()
-    out2, zbuf2 = zsplat([u0, u0 + 1, u0, u0 + 1], [v0, v0, v0 + 1, v0 + 1])
+    zbuf = zsplat([(torch.round(uf).long(), torch.round(vf).long())])
     hole = ~torch.isfinite(zbuf)
-    out[hole] = out2[hole]
-    valid = torch.isfinite(torch.where(hole, zbuf2, zbuf))
+    hole[dump] = False
+    u0, v0 = torch.floor(uf).long(), torch.floor(vf).long()
+    zbuf2 = zsplat([(u0, v0), (u0 + 1, v0), (u0, v0 + 1), (u0 + 1, v0 + 1)], only=hole)
+    valid = (~hole | torch.isfinite(zbuf2))[:dump]
+    out = out[:dump]
     return out.view(f, h, w, 3).numpy(), valid.view(f, h, w).numpy()
 
 
