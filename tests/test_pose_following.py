@@ -127,7 +127,7 @@ def test_correction_recovers_an_injected_offset_from_simulator_renders(noisy_wor
     at the waypoint (the oracle's imagined frame, 64 px) recovers that offset."""
     import cv2
 
-    from planners.relocalize import relocalize
+    from planners.relocalize import RelocalizationGate, relocalize
 
     w = noisy_world
     w.load_scene(routes[0].scene_seed)
@@ -146,6 +146,54 @@ def test_correction_recovers_an_injected_offset_from_simulator_renders(noisy_wor
     assert rel.yaw_deg == pytest.approx(dyaw, abs=1.5)
     noise = np.random.default_rng(0).integers(0, 255, reference.shape, dtype=np.uint8)  # a useless imagined frame
     assert not relocalize(Observation(real.rgb, real.depth, real_pose), noise, w.hfov_deg).accepted
+    # the plausibility bound applies to the change from the prior (the pose estimate's prediction):
+    # a prior near the truth passes a tight bound, believing to stand at the waypoint does not
+    tight = RelocalizationGate(max_translation=0.05, max_yaw_deg=3.0)
+    real_obs = Observation(real.rgb, real.depth, real_pose)
+    near = relocalize(real_obs, reference, w.hfov_deg, gate=tight, prior=rel.ref_from_real)
+    assert near.accepted, near.reason
+    far = relocalize(real_obs, reference, w.hfov_deg, gate=tight, prior=np.eye(4))
+    assert not far.accepted and "beyond the plausible drift" in far.reason
+
+
+def test_intended_path_passes_every_waypoint_one_pose_per_action(routes):
+    """The reference poses are the noise-free walk of the route: each waypoint is one of them, in
+    order, consecutive poses differ by one action, and the walk ends on the last waypoint."""
+    from planners.control import Motion
+    from planners.pose_following import intended_path
+
+    ep = routes[0]
+    path = intended_path(ep.start, list(ep.waypoints), Motion())
+    at = [next(i for i, p in enumerate(path) if np.allclose(p.xyz, g.xyz, atol=1e-9)) for g in ep.waypoints]
+    assert at == sorted(at) and at[-1] == len(path) - 1
+    assert abs(float(wrap_angle(path[-1].yaw - ep.waypoints[-1].yaw))) < 1e-9
+    prev = ep.start
+    for p in path:
+        step, turn = np.hypot(*(p.xyz - prev.xyz)[[0, 2]]), abs(float(wrap_angle(p.yaw - prev.yaw)))
+        assert (step == pytest.approx(0.25) and turn < 1e-9) or (step < 1e-9 and turn == pytest.approx(math.radians(30)))
+        prev = p
+
+
+def test_oracle_correction_removes_most_of_the_drift_on_a_noisy_route(routes):
+    """The whole loop on one noisy route (real renders, 64 px): correcting against simulator renders
+    at the intended poses ends at most half as far from the last waypoint as dead reckoning, whose
+    drift is large here."""
+    from planners.pose_following import PoseFollowingPlanner, PoseFollowingPlannerConfig
+    from v4s_agent.agent import run_episode
+
+    w = world_mod.EmbeddedWorld({"width": 64, "height": 64, "pose_source": "odometry", "actuation_noise": NOISE})
+    ep = routes[2]
+    w.load_scene(ep.scene_seed)
+    err = {}
+    for ref in ("none", "oracle"):
+        planner = PoseFollowingPlanner(PoseFollowingPlannerConfig(imagine=False, reference=ref), w)
+        res = run_episode(w, planner, ep, 120, look_around=False)
+        err[ref] = res.metrics.extra["final_position_error"]
+        notes = " ".join(res.trace.notes)
+        assert res.stopped and (ref == "oracle") == ("corrected by" in notes)
+    w.close()
+    assert err["none"] > 0.3, err  # the route drifts: a correction has something to remove
+    assert err["oracle"] < 0.5 * err["none"], err
 
 
 def test_eval_agent_task_pose_reports_the_measures_with_standard_errors(tmp_path):

@@ -114,6 +114,11 @@ def _project(P: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([K[0, 0] * P[:, 0] / zz + K[0, 2], -K[1, 1] * P[:, 1] / zz + K[1, 2]], axis=1), z
 
 
+def planar_motion(x: float, z: float, yaw: float) -> np.ndarray:
+    """4x4 motion on the floor plane: translation (x, 0, z), then `yaw` about the up axis."""
+    return _planar_T(np.array([x, z, yaw], dtype=np.float64))
+
+
 def _planar_T(p: np.ndarray) -> np.ndarray:
     T = np.eye(4)
     T[:3, :3] = Rotation.from_euler("Y", p[2]).as_matrix()
@@ -231,6 +236,20 @@ def _fit_pair(a: np.ndarray, b: np.ndarray, depth: np.ndarray, valid: np.ndarray
     return T, conf
 
 
+def fit_motion(a: np.ndarray, b: np.ndarray, depth: np.ndarray, valid: np.ndarray, K: np.ndarray, inits: list[np.ndarray],
+               cfg: FlowPathConfig, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Motion of b's camera in a's (4x4) and its confidence, from a's depth and several starting
+    guesses: repetitive textures (stripes, tiles) can fool any single one, so one flow -> fit round
+    runs from each and the motion that best warps b onto a (photometric error over a's pixels with
+    depth) is refined. Confidence 0: no usable matches (the motion is then meaningless)."""
+    usable = valid & (redness(a) < 0.2) & (redness(b) < 0.2) & texture_mask(a)  # the red outline is drawn, not seen
+    tries = [_fit_pair(a, b, depth, valid, usable, K, T0, cfg, rng, 1) for T0 in inits]
+    T, conf = min(tries, key=lambda tc: photometric_error(a, b, tc[0], depth, valid, K) if tc[1] > 0 else np.inf)
+    if cfg.iterations > 1 and conf > 0:
+        T, conf = _fit_pair(a, b, depth, valid, usable, K, T, cfg, rng, cfg.iterations - 1)
+    return T, conf
+
+
 def flow_path(frames: np.ndarray, first_depth: np.ndarray, K: np.ndarray | None = None,
               cfg: FlowPathConfig | None = None) -> PathEstimate:
     """Read the camera path of `frames` (F, H, W, 3) uint8, given the metric depth of the first
@@ -261,15 +280,9 @@ def flow_path(frames: np.ndarray, first_depth: np.ndarray, K: np.ndarray | None 
     T_prev = np.eye(4)
     for i in range(F - 1):
         a, b = frames[i], frames[i + 1]
-        usable = valid & (redness(a) < 0.2) & (redness(b) < 0.2) & texture_mask(a)  # the red outline is drawn, not seen
-        # Several starting guesses (global image shift, the last step on a smooth path, standing
-        # still): repetitive textures (stripes, tiles) can fool any single one; keep the one whose
-        # motion best warps b onto a (photometric error over a's pixels with depth).
+        # starting guesses: the global image shift, the last step on a smooth path, standing still
         inits = [_planar_T(np.array([0.0, 0.0, global_yaw(a, b, K)])), T_prev, np.eye(4)]
-        tries = [_fit_pair(a, b, depth, valid, usable, K, T0, cfg, rng, 1) for T0 in inits]
-        T, conf = min(tries, key=lambda tc: photometric_error(a, b, tc[0], depth, valid, K) if tc[1] > 0 else np.inf)
-        if cfg.iterations > 1 and conf > 0:
-            T, conf = _fit_pair(a, b, depth, valid, usable, K, T, cfg, rng, cfg.iterations - 1)
+        T, conf = fit_motion(a, b, depth, valid, K, inits, cfg, rng)
         if conf == 0.0:  # no usable matches: keep the global-shift yaw, and say so with zero confidence
             T = inits[0]
         T_prev = T
