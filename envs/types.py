@@ -104,6 +104,9 @@ class Box2D:
     score: float = 1.0
     label: str = ""
     instance_id: int = 0
+    # (H, W) bool: the target's own pixels in the image the box is in, when the detector segments it
+    # (a box also frames whatever stands in front of the object); None for a box only
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def center(self) -> tuple[float, float]:
@@ -122,7 +125,8 @@ class Box2D:
         return max(0.0, self.width) * max(0.0, self.height)
 
     def scaled(self, sx: float, sy: float | None = None) -> Box2D:
-        """The box in an image resized by sx horizontally and sy (default sx) vertically."""
+        """The box in an image resized by sx horizontally and sy (default sx) vertically (without its
+        mask, which belongs to the original image)."""
         sy = sx if sy is None else sy
         return Box2D(self.x0 * sx, self.y0 * sy, self.x1 * sx, self.y1 * sy, self.score, self.label, self.instance_id)
 

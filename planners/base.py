@@ -169,19 +169,34 @@ def is_centred(box: Box2D, width: int, height: int, gamma: float, vertical: bool
 
 
 def target_range(box: Box2D, depth: np.ndarray | None, K: np.ndarray | None = None) -> float:
-    """Distance (m) to the nearest part of the object inside `box`; nan when unknown.
+    """Floor-plane distance (m) from the camera to the nearest part of the object in `box`; nan when
+    unknown.
 
-    min(read-back's target_distance (near-cluster centroid), 10th percentile of the box's depth).
-    Why both: ObjectNav's "within 1 m" is to the object's extent, and a wide object (a TV, a sofa)
-    seen from 1 m has its centroid further than its nearest part."""
+    ObjectNav's "within 1 m" is measured on the floor plane to the object's extent, so each pixel's
+    depth (along the viewing axis) becomes a horizontal distance with `K` (a pixel 25 degrees off the
+    axis at depth 0.9 m is 1.0 m away). With the detector's mask (segmentation) it is the object's own
+    pixels (2nd percentile); with a box only, min(read-back's target_distance (near-cluster centroid),
+    10th percentile of the box's pixels): a wide object (a TV, a sofa) seen from 1 m has its centroid
+    further than its nearest part."""
     if depth is None:
         return float("nan")
     H, W = depth.shape
-    x0, x1 = int(np.clip(box.x0, 0, W - 1)), int(np.clip(np.ceil(box.x1), 1, W))
-    y0, y1 = int(np.clip(box.y0, 0, H - 1)), int(np.clip(np.ceil(box.y1), 1, H))
-    d = depth[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
-    d = d[np.isfinite(d) & (d > 0)]
-    near = float(np.percentile(d, 10)) if d.size else float("nan")
+    if box.mask is not None and box.mask.shape == depth.shape:
+        ys, xs = np.nonzero(box.mask)
+        pct = 2.0
+    else:
+        x0, x1 = int(np.clip(box.x0, 0, W - 1)), int(np.clip(np.ceil(box.x1), 1, W))
+        y0, y1 = int(np.clip(box.y0, 0, H - 1)), int(np.clip(np.ceil(box.y1), 1, H))
+        ys, xs = np.mgrid[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(2, -1)
+        pct = 10.0
+    d = depth[ys, xs]
+    ok = np.isfinite(d) & (d > 0)
+    d, xs = d[ok], xs[ok]
+    if K is not None and d.size:
+        d = d * np.hypot(1.0, (xs + 0.5 - K[0, 2]) / K[0, 0])  # along the axis -> on the floor plane
+    near = float(np.percentile(d, pct)) if d.size else float("nan")
+    if box.mask is not None and box.mask.shape == depth.shape:
+        return near
     if K is not None:
         c = target_distance(box, depth, K)
         if c is not None:

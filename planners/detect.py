@@ -62,7 +62,7 @@ def semantic_box(semantic: np.ndarray | None, instance_ids: tuple[int, ...], min
     if int(mask.sum()) < min_pixels:
         return None
     ys, xs = np.nonzero(mask)
-    return Box2D(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1), 1.0, "target")
+    return Box2D(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1), 1.0, "target", mask=mask)
 
 
 @dataclass

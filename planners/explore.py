@@ -24,7 +24,7 @@ from envs.config import check
 from envs.geometry import wrap_angle, yaw_towards
 from envs.types import Action, Box2D, Episode, Observation, Pose
 from models.types import Imagination
-from planners.base import Plan, PlannerConfig, Timer, is_centred, should_stop
+from planners.base import Plan, PlannerConfig, Timer, is_centred, should_stop, target_range
 from planners.control import Motion, approach_box_actions, step_is_free
 from planners.detect import Detector, make_detector
 from planners.occupancy import MapConfig, OccupancyMap
@@ -38,6 +38,10 @@ TARGET_FRONTIER_M = 2.5  # a seen target with no known way to it: frontiers this
 MAP_IMAGE_EVERY = 10  # plans between map images in the recording
 FORWARD_TOLERANCE = 0.75  # step forward when the bearing is within this many turn angles
 SET_ASIDE_M = 1.0  # radius of frontier goals set aside around a reached or unreachable goal
+NEAR_TURN_M = 0.5  # seen within stop_distance + this and off-centre: turn to it before walking anywhere
+NEW_SIGHTING_M = 1.0  # a sighting this far from the target estimate starts a new estimate (another instance)
+LOST_AFTER = 12  # plans heading for a target estimate out of view before giving it up
+DETOUR_PLANS = 4  # plans on the map's way round an obstacle before facing the near target again
 
 
 @dataclass
@@ -81,6 +85,8 @@ class ExplorePlanner:
         self._set_aside: np.ndarray | None = None  # bool mask on the map grid
         self._goal: np.ndarray | None = None  # xz of the frontier goal being followed
         self._target_sum = np.zeros(3)  # sum of the seen target's xz estimates, and their count
+        self._unseen = 0  # plans since the detector last fired
+        self._detour = 0  # plans left on the map's way round before the near-target rules apply again
         self._path: np.ndarray | None = None  # (K, 2) xz of the map path this plan follows
         self._plans = 0
         self._pending: list[Action] = []
@@ -92,6 +98,8 @@ class ExplorePlanner:
         self.detector.reset(episode, obs)
         self._map, self._set_aside, self._goal = None, None, None
         self._target_sum = np.zeros(3)
+        self._unseen = 0
+        self._detour = 0
         self._plans = 0
         self._pending = []
         self._since_scan = 0
@@ -154,8 +162,20 @@ class ExplorePlanner:
         box = self._seen_box(obs)
         if box is not None:
             self._pending = []
+            self._unseen = 0
             if should_stop(box, obs.depth, W, H, self.cfg.gamma, self.cfg.stop_distance, self.K):
                 return [Action.STOP], "target centred within stop distance -> STOP"
+            self._detour = max(0, self._detour - 1)
+            if self._detour == 0 and target_range(box, obs.depth, self.K) <= self.cfg.stop_distance + NEAR_TURN_M:
+                # nearly there: face it and step straight at it (the map's way to the floor around it
+                # turns away, and facing it again turned back: the agent dithered in front of it);
+                # blocked: the map's way round, for DETOUR_PLANS plans
+                if not is_centred(box, W, H, self.cfg.gamma):
+                    return approach_box_actions(box, obs.depth, W, self.motion, self.K, self.cfg.agent_radius, self.cfg.gamma), \
+                        "target near, off-centre -> turning to it"
+                if step_is_free(obs.depth, self.K, self.motion, self.cfg.agent_radius):
+                    return [Action.MOVE_FORWARD], "target near -> straight at it"
+                self._detour = DETOUR_PLANS
             acts, note = self._towards_target(obs, box)
             if acts:
                 return acts, note
@@ -164,6 +184,13 @@ class ExplorePlanner:
                 return acts, "target seen -> approaching"
             # centred, but the straight way is blocked (depth, or the last step bumped) and the map
             # knows no way yet: explore on
+        elif self._target_sum[2] > 0 and self._map is not None and obs.pose is not None:
+            # seen before, out of view now: keep heading for it rather than for a frontier or another
+            # lead, which made the agent turn back and forth between the two
+            acts, note = self._to_seen_target(obs)
+            if acts:
+                self._pending = []
+                return acts, note
         if self._pending:
             return [self._pending.pop(0)], "scanning"
         if bumped and (self._map is None or self.cfg.strategy == "random"):
@@ -233,10 +260,32 @@ class ExplorePlanner:
 
         p = target_position(box, obs.depth, obs.pose, self.K)
         if p is not None:  # the running mean: one view's estimate moves with the view, and the goal with it
+            if self._target_sum[2] > 0 and np.linalg.norm(self._target_sum[:2] / self._target_sum[2] - p[[0, 2]]) > NEW_SIGHTING_M:
+                self._target_sum = np.zeros(3)  # another instance, or the first estimates were off
             self._target_sum += np.array([p[0], p[2], 1.0])
         if self._target_sum[2] == 0:
             return [], ""
+        return self._walk_to_target(obs, self._target_sum[:2] / self._target_sum[2])
+
+    def _to_seen_target(self, obs: Observation) -> tuple[list[Action], str]:
+        """The target estimate while the detector does not see it: walk there, then face it; given up
+        after LOST_AFTER plans or when faced from near without a detection."""
+        self._unseen += 1
         target_xz = self._target_sum[:2] / self._target_sum[2]
+        here = obs.pose.xyz[[0, 2]]
+        if self._unseen <= LOST_AFTER:
+            if np.linalg.norm(target_xz - here) > self.cfg.stop_distance:
+                acts, note = self._walk_to_target(obs, target_xz)
+                if acts:
+                    return acts, note.replace("target seen", "target seen before")
+            else:
+                err = float(wrap_angle(yaw_towards(*(target_xz - here)) - obs.pose.yaw))
+                if abs(err) > FORWARD_TOLERANCE * math.radians(self.motion.turn_deg):
+                    return [Action.TURN_LEFT if err > 0 else Action.TURN_RIGHT], "target seen before -> facing where it was"
+        self._target_sum = np.zeros(3)  # not there after all (or lost): search on
+        return [], ""
+
+    def _walk_to_target(self, obs: Observation, target_xz: np.ndarray) -> tuple[list[Action], str]:
         grid = self._grid()
         here = obs.pose.xyz[[0, 2]]
         xz = grid.cell_centres(np.argwhere(grid.navigable))

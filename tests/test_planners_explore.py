@@ -104,3 +104,29 @@ def test_frontier_explorer_sees_more_floor_than_a_random_walk(env):
             assert planner.map.explored_area() == pytest.approx(seen["frontier"], rel=0.05)
     # measured: 34.6 m² vs 19.1 m²; 0 and 2 collisions
     assert seen["frontier"] > 1.3 * seen["random"] and collisions["frontier"] <= 2
+
+
+def test_stop_range_is_on_the_floor_plane_and_uses_the_mask():
+    """The stop rule's range is the floor-plane distance to the object (ObjectNav's "within 1 m"), not
+    depth along the viewing axis; with a detector's mask, something in front of the object inside its
+    box does not count (both made the agent STOP short of the goal)."""
+    from envs.geometry import intrinsics_from_hfov
+    from envs.types import Box2D
+    from planners.base import should_stop, target_range
+
+    K = intrinsics_from_hfov(90.0, 64, 64)  # fx = 32
+    depth = np.full((64, 64), 5.0, dtype=np.float32)
+    depth[20:40, 52:60] = 0.95  # object 25-40 degrees right of the axis, 0.95 m along it
+    box = Box2D(52, 20, 60, 40)
+    assert 0.95 * np.hypot(1, 20.5 / 32) - 0.01 < target_range(box, depth, K) < 1.3  # > 1 m away on the floor
+    assert target_range(box, depth) == pytest.approx(0.95)  # without K: along the axis, as before
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[20:40, 28:36] = True  # the object, straight ahead at 1.5 m, behind a post at 0.6 m
+    depth[20:40, 28:36] = 1.5
+    depth[20:40, 31:33] = 0.6
+    mask[20:40, 31:33] = False
+    seg = Box2D(28, 20, 36, 40, mask=mask)
+    assert target_range(Box2D(28, 20, 36, 40), depth, K) < 0.7  # a box alone sees the post
+    assert target_range(seg, depth, K) == pytest.approx(1.5, abs=0.02)
+    assert not should_stop(seg, depth, 64, 64, 0.6, 1.0, K)
+    assert seg.scaled(2.0).mask is None  # a mask belongs to its own image

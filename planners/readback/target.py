@@ -28,11 +28,16 @@ def _check(box: Box2D, depth: np.ndarray, K: np.ndarray) -> np.ndarray:
 def target_points(box: Box2D, depth: np.ndarray, K: np.ndarray, core: float = 0.6, band: float = 0.4,
                   near_percentile: float = 20.0) -> np.ndarray:
     """(N, 3) camera-frame points of the object inside `box` (pixels of the depth image); empty when
-    the box holds no valid depth. `core` is the share of the box (centred) that is looked at."""
+    the box holds no valid depth. `core` is the share of the box (centred) that is looked at; a box
+    with a mask (segmentation) gives its masked pixels instead."""
     depth = _check(box, depth, K)
     if not (0.0 < core <= 1.0):
         raise ValueError(f"core must be in (0, 1], got {core}")
     H, W = depth.shape
+    if box.mask is not None and box.mask.shape == depth.shape:  # the detector segmented it: its own pixels
+        sel = box.mask & np.isfinite(depth) & (depth > 0)
+        if sel.sum() >= 3:
+            return backproject_depth(np.where(sel, depth, 0.0).astype(np.float32), K)[sel].astype(np.float64)
     cx, cy = box.center
     hw, hh = 0.5 * core * max(box.width, 1.0), 0.5 * core * max(box.height, 1.0)
     x0, x1 = int(np.clip(np.floor(cx - hw), 0, W)), int(np.clip(np.ceil(cx + hw), 0, W))
