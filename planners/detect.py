@@ -9,8 +9,10 @@ approach and stop, imagine's stop and belief, grounding's stop when asked):
   refuses at start with one line naming `detector=imagination`.
 - `imagination`: the model's own grounding used as a detector (Video4Spatial's notion of grounding):
   a grounding rollout from the current view fires when its box frames show a confident red box and
-  its read-back camera path is (nearly) zero, i.e. the imagination says "the target is right here".
-  It works on every backend.
+  its read-back camera path is (nearly) zero, i.e. the imagination says "the target is right here",
+  in at least `min_votes` of its samples with the same box (independently seeded samples agree: a
+  weak model's box that follows its noise rather than the view does not fire). It works on every
+  backend.
 
 `DETECTORS` is the registry. A detector is a class built from (its config dataclass, env,
 imagination) with `reset(episode, obs)` at the start of an episode and `__call__(obs, memory, video)
@@ -95,8 +97,8 @@ class SemanticDetector:
 
 @dataclass
 class ImaginationDetectorConfig:
-    """Samples per rollout, the box confidence it needs, and how short the read-back path must be
-    to count as "the target is here"."""
+    """Samples per rollout, the box confidence it needs, how short the read-back path must be to count
+    as "the target is here", and how many samples must agree on the box."""
 
     name: str = "imagination"
     num_samples: int = 2
@@ -104,6 +106,8 @@ class ImaginationDetectorConfig:
     near_translation: float = 0.3  # metres
     readback: str = "flow"  # a name of planners.readback.READBACKS (true: poses an oracle imagination reports)
     context_frames: int = 8
+    min_votes: int = 1  # samples whose boxes agree (IoU >= agree_iou) before it fires; <= num_samples
+    agree_iou: float = 0.5
 
     def __post_init__(self) -> None:
         from planners.readback import READBACKS
@@ -112,12 +116,15 @@ class ImaginationDetectorConfig:
         check(0.0 <= self.min_box_score <= 1.0, f"detector.min_box_score must be in [0, 1], got {self.min_box_score}")
         check(self.near_translation > 0, f"detector.near_translation must be > 0 metres, got {self.near_translation}")
         check(self.readback in READBACKS, f"detector.readback must be one of {READBACKS.names()}, got {self.readback!r}")
+        check(1 <= self.min_votes <= self.num_samples, f"detector.min_votes must be in [1, num_samples={self.num_samples}], got {self.min_votes}")
+        check(0.0 < self.agree_iou <= 1.0, f"detector.agree_iou must be in (0, 1], got {self.agree_iou}")
 
 
 class ImaginationDetector:
     """The model's grounding as a detector: fires on a rollout from the current view whose box frames
-    show a confident red box and whose read-back path is (nearly) zero. Returns the best such box,
-    scaled to observation pixels."""
+    show a confident red box and whose read-back path is (nearly) zero, in `min_votes` samples that
+    agree on the box. Returns the best-supported such box (ties: the higher score), scaled to
+    observation pixels."""
 
     name = "imagination"
     oracle = False
@@ -170,20 +177,21 @@ class ImaginationDetector:
         from planners.base import path_length_xz
         from planners.grounding import read_back_path
 
-        best: Box2D | None = None
+        here: list[Box2D] = []  # samples that say "the target is right here"
         for s, frames in enumerate(video.frames):
             box = detect_red_box(frames, min_confidence=self.cfg.min_box_score)
-            if box is None or (best is not None and box.score <= best.score):
+            if box is None:
                 continue
             try:
                 path = read_back_path(self.cfg.readback, frames, obs.depth, self.K_img, video, s)
             except ValueError:
                 continue
-            if not np.all(np.isfinite(path.poses_rel)) or path_length_xz(path.poses_rel) > self.cfg.near_translation:
-                continue
-            best = box
-        if best is None:
+            if np.all(np.isfinite(path.poses_rel)) and path_length_xz(path.poses_rel) <= self.cfg.near_translation:
+                here.append(box)
+        votes = [(sum(b.iou(o) >= self.cfg.agree_iou for o in here), b.score, i) for i, b in enumerate(here)]
+        if not votes or max(votes)[0] < self.cfg.min_votes:
             return None
+        best = here[max(votes)[2]]
         H, W = obs.rgb.shape[:2]
         return best.scaled(W / self.imagination.width, H / self.imagination.height)
 

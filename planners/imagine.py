@@ -154,13 +154,19 @@ class ImaginePlanner(ExplorePlanner):
         ctx = memory.select_context(min(self.cfg.context_frames, memory.cfg.max_context), size=(img.height, img.width))
         self._imaginations += 1
         try:
-            video = img.ground(ctx, self._instruction, num_samples=self.cfg.num_samples,
+            video = img.ground(ctx, self._instruction, num_samples=self._num_samples(),
                                seed=self.seed * 100_003 + self._imaginations * 7919)
         except KeyboardInterrupt:
             raise
         except Exception:  # a model fault: no new hypotheses this time, the search goes on
             return None
         return None if check_video(video, img.height, img.width) else video
+
+    def _num_samples(self) -> int:
+        # a model detector reads these rollouts: at least the samples it votes with
+        if getattr(self.detector, "oracle", True):
+            return self.cfg.num_samples
+        return max(self.cfg.num_samples, getattr(getattr(self.detector, "cfg", None), "num_samples", 1))
 
     def _grid(self):
         # one planning grid per plan: the frontier value and the path to the chosen goal share it

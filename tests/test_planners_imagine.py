@@ -108,3 +108,24 @@ def test_imagination_detector_fires_on_a_box_at_the_current_view(env, episode):
     box = det(obs, video=ImaginedVideo(frames=boxed, mode="grounding"))
     assert box is not None and abs(box.center[0] - 64) < 6
     assert det(obs, video=ImaginedVideo(frames=still, mode="grounding")) is None
+
+
+def test_imagination_detector_votes_need_samples_that_agree(env, episode):
+    """With min_votes=2 it fires only when two samples draw the same box: a weak model's box that
+    follows its noise seed, not the view, lands elsewhere in each sample."""
+    from models.red_box import draw_red_box
+    from models.types import ImaginedVideo
+    from planners.detect import ImaginationDetectorConfig, make_detector
+
+    obs = env.reset(episode)
+    still = np.repeat(obs.rgb[None, None], 12, axis=1)
+    here, there = still.copy(), still.copy()
+    here[0, 8:] = draw_red_box(obs.rgb, (20, 20, 44, 44))
+    there[0, 8:] = draw_red_box(obs.rgb, (70, 8, 120, 40))
+    det = make_detector("imagination", ImaginationDetectorConfig(num_samples=2, min_votes=2), env=env, imagination=_noisy(env))
+    det.reset(episode, obs)
+    assert det(obs, video=ImaginedVideo(frames=np.concatenate([here, there]), mode="grounding")) is None
+    box = det(obs, video=ImaginedVideo(frames=np.concatenate([here, here]), mode="grounding"))
+    assert box is not None and abs(box.center[0] - 64) < 6
+    with pytest.raises(ValueError, match="min_votes"):
+        ImaginationDetectorConfig(num_samples=2, min_votes=3)
