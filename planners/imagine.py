@@ -279,6 +279,10 @@ class ImaginePlanner(ExplorePlanner):
             box = self.detector(obs, self._memory)
         elif self._video is not None:  # the imagination detector reads this plan's own rollout
             box = self.detector(obs, self._memory, video=self._video)
+        elif self._close_ahead(obs):
+            # something is within stop range in the part of the view a STOP needs centred: the detector
+            # imagines again from here (a new seed each time), where a stop could be right
+            box = self.detector(obs, self._memory)
         else:
             return None  # not consulted between rollouts: no evidence either way
         if box is None:
@@ -286,6 +290,19 @@ class ImaginePlanner(ExplorePlanner):
         else:
             self._imagine_now = not getattr(self.detector, "oracle", True)  # keep looking while it fires
         return box
+
+    def _close_ahead(self, obs: Observation) -> bool:
+        """Whether the centred part of the view (|x - W/2| <= gamma/2 W, above the floor's nearest rows)
+        has something within stop_distance on the floor plane: the stop rule can only fire there."""
+        if obs.depth is None:
+            return False
+        H, W = obs.depth.shape
+        c0, c1 = int(W / 2 * (1 - self.cfg.gamma)), int(math.ceil(W / 2 * (1 + self.cfg.gamma)))
+        d = obs.depth[int(H * 0.2) : int(H * 0.8), c0:c1]
+        u = np.arange(c0, c1) + 0.5
+        d = d * np.hypot(1.0, (u - self.K[0, 2]) / self.K[0, 0])[None, :]
+        d = d[np.isfinite(d) & (d > 0)]
+        return bool(d.size and np.percentile(d, 10) <= self.cfg.stop_distance)
 
     def _frontier(self, obs: Observation) -> tuple[list[Action], str]:
         if self._map is None or self.belief is None:

@@ -19,16 +19,15 @@ _WORKER: dict[str, Any] = {}  # per worker process: the config key and the env/p
 
 def _worker_parts(cfg: Any) -> tuple[Any, Any]:
     """(env, planner) for `cfg`, built on this worker's first episode of the run and then reused."""
-    from planners.factory import make_planner
-    from v4s_agent.run import build_env, load_imagination
+    from v4s_agent.run import build_env, build_planner
 
     key = repr(cfg)
     if _WORKER.get("key") != key:
         if "env" in _WORKER:
             _WORKER.pop("env").close()
         env = build_env(cfg)
-        imagination = load_imagination(cfg.model) if cfg.planner.needs_imagination else None
-        _WORKER.update(key=key, env=env, planner=make_planner(cfg.planner, env, imagination, seed=cfg.seed))
+        # the same planner as the one-process loop builds: its detector= and a dial bound to this env
+        _WORKER.update(key=key, env=env, planner=build_planner(cfg, env))
     return _WORKER["env"], _WORKER["planner"]
 
 

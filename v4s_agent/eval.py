@@ -6,6 +6,8 @@
   imagination   split=test episodes=N  (v4s_agent/eval_imagination.py: eval_imagination(argv) -> dict)
   sweep         split=test episodes=40 settings=all planners=imagine,grounding out=outputs/sweep
                 -> agent SR/SPL against imagination IF over the model=oracle_noisy dial (v4s_agent/sweep.py)
+  detector      detector=imagination model=tiny split=val episodes=N  (v4s_agent/eval_detector.py)
+                -> how often the stop fires facing the target, turned away from it, and at the start
 
 Progress goes to stderr. Overrides use the same Hydra config as `v4s_agent.run` (composed with the
 compose API, so no Hydra output dirs). Per-episode lines land in outputs/<run_name>/results.jsonl;
@@ -30,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "agent": "v4s_agent.eval:eval_agent",
     "imagination": "v4s_agent.eval_imagination:eval_imagination",
     "sweep": "v4s_agent.sweep:eval_sweep",
+    "detector": "v4s_agent.eval_detector:eval_detector",
 }
 
 

@@ -70,6 +70,24 @@ def build_env(cfg: RunConfig) -> Any:
     return env
 
 
+def build_planner(cfg: RunConfig, env: Any) -> Any:
+    """The planner of `cfg` for `env`, with its imagination (bound to the env when it renders from it,
+    as model=oracle_noisy does) and its detector (None: the planner's own)."""
+    from planners.base import PlannerError
+    from planners.detect import make_detector
+    from planners.factory import make_planner
+
+    wants_model = cfg.planner.needs_imagination or getattr(cfg.detector, "name", "") == "imagination"
+    imagination = load_imagination(cfg.model) if wants_model else None
+    try:
+        if hasattr(imagination, "bind_env"):  # an imagination rendered by the simulator (model=oracle_noisy)
+            imagination.bind_env(env)
+        detector = None if cfg.detector is None else make_detector(cfg.detector.name, cfg.detector, env=env, imagination=imagination)
+        return make_planner(cfg.planner, env, imagination, seed=cfg.seed, detector=detector)
+    except (PlannerError, ValueError) as e:
+        raise SetupError(str(e)) from None
+
+
 def check_compatible(cfg: RunConfig, env: Any) -> None:
     """Settings that cannot work together are refused before the first episode, with the fix."""
     if getattr(cfg.planner, "readback", None) == "flow" and not getattr(env, "has_depth", True):
@@ -187,9 +205,7 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
     before the output folder exists)."""
     from omegaconf import OmegaConf
 
-    from planners.base import PlannerError
-    from planners.detect import make_detector
-    from planners.factory import PLANNERS, make_planner
+    from planners.factory import PLANNERS
     from v4s_agent.console import log_file
 
     PLANNERS.get(cfg.planner.name)
@@ -199,15 +215,7 @@ def run_episodes(cfg: RunConfig, *, record: bool = True) -> RunOutcome:
     # The world first: a missing backend (habitat_sim) is the more basic problem to report.
     env = build_env(cfg)
     try:
-        wants_model = cfg.planner.needs_imagination or getattr(cfg.detector, "name", "") == "imagination"
-        imagination = load_imagination(cfg.model) if wants_model else None
-        try:
-            if hasattr(imagination, "bind_env"):  # an imagination rendered by the simulator (model=oracle_noisy)
-                imagination.bind_env(env)
-            detector = None if cfg.detector is None else make_detector(cfg.detector.name, cfg.detector, env=env, imagination=imagination)
-            planner = make_planner(cfg.planner, env, imagination, seed=cfg.seed, detector=detector)
-        except (PlannerError, ValueError) as e:
-            raise SetupError(str(e)) from None
+        planner = build_planner(cfg, env)
         episodes = make_episode_list(cfg, env)
         config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
         if cfg.resume:

@@ -53,6 +53,8 @@ class SweepConfig:
     explore: bool = True  # also frontier exploration without imagination (model=none)
     out: str = "outputs/sweep"
     max_steps: int = 120
+    executor: str = "local"  # agent episodes as tasks (models/executor.py): local | ray
+    num_workers: int = 1  # > 1: a process pool (local) or Ray workers; results are per episode as in one process
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.if_episodes < 1:
@@ -63,6 +65,9 @@ class SweepConfig:
         badp = [p for p in self.planner_names() if p not in ("imagine", "grounding")]
         if badp:
             raise SweepError(f"sweep planners must be imagine and/or grounding, got {badp}")
+        from models.executor import check_executor
+
+        check_executor(self.executor, self.num_workers)
 
     def setting_names(self) -> list[str]:
         if self.settings in (None, "", "none"):
@@ -160,7 +165,12 @@ def measure_agent(cfg: SweepConfig, setting: str, planner: str) -> dict[str, Any
           f"max_steps={cfg.max_steps}", "rerun=false", "gif=false", "resume=true", f"run_name=sweep-{setting}-{planner}",
           f"output_dir={Path(cfg.out) / f'{setting}-{planner}'}"]
     try:
-        outcome = run_episodes(compose_run_config(ov), record=False)
+        if cfg.executor == "local" and cfg.num_workers == 1:
+            outcome = run_episodes(compose_run_config(ov), record=False)
+        else:
+            from v4s_agent.episode_tasks import run_episodes_as_tasks
+
+            outcome = run_episodes_as_tasks(compose_run_config(ov), cfg.executor, cfg.num_workers)
     except (SetupError, PlannerError) as e:  # one line, as `eval agent` reports it
         raise SweepError(str(e)) from None
     if outcome.interrupted:
