@@ -166,3 +166,14 @@ def test_sample_context_groups_can_draw_every_earlier_frame_and_no_later_one():
             assert len(pick) == count and pick.max() == n - 1
             drawn.update(pick.tolist())
         assert drawn == set(range(n)), (n, count, group)
+
+
+def test_pick_reference_is_first_or_a_frame_with_a_camera():
+    rng = np.random.default_rng(0)
+    assert cond.pick_reference("first", [2, 5, 9], rng) == 0
+    assert cond.pick_reference("random", [2, 5, 9], None) == 0  # no generator: the first frame
+    drawn = {cond.pick_reference("random", [2, 5, 9], np.random.default_rng(s)) for s in range(30)}
+    assert drawn == {2, 5, 9}
+    assert isinstance(cond.pick_reference("random", [2, 5, 9], rng), int)
+    with pytest.raises(ValueError, match=r"^zero_pose must be one of \('first', 'random'\), got 'last'$"):
+        cond.pick_reference("last", [0], rng)
