@@ -54,6 +54,10 @@ def test_draw_red_box_is_an_outline_of_the_box():
     np.testing.assert_array_equal(_red_mask(draw_red_box(frame, (70, 70, 90, 90))), np.pad(np.ones((1, 1), bool), ((63, 0), (63, 0))))
     tiny = _red_mask(draw_red_box(frame, (5, 5, 8, 8)))
     assert tiny.sum() == 9 and tiny[5:8, 5:8].all()
+    flat = _red_mask(draw_red_box(frame, (5, 5, 15, 6)))  # one row high
+    assert flat.sum() == 10 and flat[5, 5:15].all()
+    narrow = _red_mask(draw_red_box(frame, (5, 5, 6, 15)))  # one column wide
+    assert narrow.sum() == 10 and narrow[5:15, 5].all()
 
 
 def test_detect_config_ranges():
@@ -112,6 +116,12 @@ def test_outline_score_terms():
         gap[list(erased), 28:30] = GREY
         want = (3 + side) / 4 * min(1.0, side / 0.4)
         assert detect_red_box_frame(gap).score == pytest.approx(want, abs=1e-4)
+    # colour is averaged over the outline band only: a stronger red line inside counts where it crosses the band
+    mixed = _frame()
+    mixed[_red_mask(draw_red_box(_frame(), (10, 20, 30, 40)))] = (230, 120, 120)  # redness 110/255
+    mixed[30, 10:30] = (255, 120, 120)  # redness 135/255; inside the band at x = 10..12 and 27..29
+    colour = (140 * 110 / 255 + 6 * 135 / 255) / 146 / 0.45
+    assert detect_red_box_frame(mixed).score == pytest.approx(colour * (1.0 - 2.0 * 12 / 144), abs=1e-4)
     # a filled blob is not an outline
     blob = _frame()
     blob[20:40, 10:30] = (255, 0, 0)
@@ -133,6 +143,10 @@ def test_box_scores_per_frame():
     assert scores.dtype == np.float64
     np.testing.assert_allclose(scores, [0.0, 1.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(box_scores(video[1]), [1.0], atol=1e-6)
+    weak = _frame()
+    weak[_red_mask(video[1])] = (230, 120, 120)  # redness 0.43
+    assert box_scores(weak)[0] > 0.9
+    assert box_scores(weak, BoxDetectConfig(redness_threshold=0.45))[0] == 0.0  # the thresholds are used
 
 
 def test_detect_red_box_votes_over_the_last_frames():
@@ -145,7 +159,11 @@ def test_detect_red_box_votes_over_the_last_frames():
     # the median of the agreeing detections; a frame whose box disagrees (IoU <= 0.5) is left out
     video = np.stack([boxed(10), boxed(12), boxed(16), boxed(40)])
     box = detect_red_box(video)
-    assert (box.x0, box.x1, box.label) == (12.0, 32.0, "red_box")
+    assert (box.x0, box.y0, box.x1, box.y1, box.label) == (12.0, 20.0, 32.0, 40.0, "red_box")
+    # agreement is IoU strictly above 0.5: a box twice as tall (IoU exactly 0.5) is left out
+    tall = draw_red_box(_frame(), (10, 20, 30, 60))
+    box = detect_red_box(np.stack([boxed(10), tall]))
+    assert (box.x0, box.y0, box.x1, box.y1) == (10.0, 20.0, 30.0, 40.0)
     assert box.score == pytest.approx(1.0)
     weak = _frame()
     weak[_red_mask(boxed(10))] = (230, 120, 120)
@@ -154,6 +172,7 @@ def test_detect_red_box_votes_over_the_last_frames():
     assert detect_red_box(weak, min_confidence=s) is not None  # at least min_confidence
     assert detect_red_box(weak, min_confidence=s + 1e-3) is None
     assert detect_red_box(boxed(10), min_confidence=1.0) is not None
+    assert detect_red_box(weak, min_confidence=0.0, cfg=BoxDetectConfig(redness_threshold=0.45)) is None
     for bad in (-0.1, 1.1):
         with pytest.raises(ValueError, match=r"min_confidence must be in \[0, 1\]"):
             detect_red_box(boxed(10), min_confidence=bad)
