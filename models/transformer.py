@@ -202,7 +202,10 @@ class V4STransformer(WanTransformer3DModel):
         ref = self.proj_out.weight
         self.geometry_embedding = _zero_linear(channels * math.prod(self.config.patch_size), ref.shape[1],
                                                device=ref.device, dtype=ref.dtype)
-        self.register_to_config(geometry_channels=channels)
+        # a checkpoint saved without the key lists it under _use_default_values, and from_config would then
+        # drop it again (diffusers' ConfigMixin): take it off that list
+        defaults = [k for k in self.config.get("_use_default_values", []) if k != "geometry_channels"]
+        self.register_to_config(geometry_channels=channels, _use_default_values=defaults)
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -145,6 +145,8 @@ def test_training_with_both_priors_from_a_checkpoint_without_them(tmp_path):
     write_shard(make_clips(4, **kw), tmp_path / "clips" / "s0")
     base = tiny_pipeline(seed=0, height=32, width=32, num_frames=6, num_box_frames=2)
     base.save_pretrained(tmp_path / "base")
+    cfg_file = tmp_path / "base" / "transformer" / "config.json"  # as saved before the geometry layer existed
+    cfg_file.write_text(json.dumps({k: v for k, v in json.loads(cfg_file.read_text()).items() if k != "geometry_channels"}))
     out = tmp_path / "run"
     args = [f"data={tmp_path / 'clips'}", f"out={out}", f"init={tmp_path / 'base'}", "steps=3", "batch_size=2",
             "warmup_steps=1", "lr=1e-2", "log_every=1", "context_poses=true", "geometry_prior=warp",

@@ -395,7 +395,9 @@ class Evaluator:
         if bind is not None:  # an imagination over the simulator (the quality dial) starts at the case's pose
             bind(self.world, case)
         if method == "first_frame_only":
-            ctx = VideoContext(frames=ctx.frames[-1:], indices=ctx.indices[-1:])
+            ctx = VideoContext(frames=ctx.frames[-1:], indices=ctx.indices[-1:],
+                               poses=None if ctx.poses is None else ctx.poses[-1:],
+                               depths=None if ctx.depths is None else ctx.depths[-1:])
         kw = {"num_samples": S, "num_inference_steps": self._steps(), "guidance_scale": self._gs(), "seed": self.cfg.seed}
         if method == "no_context_cfg":  # the same sampler, the real context kept in the unconditional branch
             kw["context_cfg"] = "keep"
