@@ -96,9 +96,6 @@ class ImaginationConfig:
             raise ValueError(f"geometry_prior must be one of {GEOMETRY_PRIORS}, got {self.geometry_prior!r}")
         if self.zero_pose not in ZERO_POSE_MODES:
             raise ValueError(f"zero_pose must be one of {ZERO_POSE_MODES}, got {self.zero_pose!r}")
-        if self.zero_pose == "random" and self.context_poses:
-            raise ValueError("zero_pose=random with context_poses=true is not supported (the context cameras are "
-                             "relative to the current view, the first target frame): use zero_pose=first")
         if self.text_encoder not in ("minilm", "umt5"):
             raise ValueError(f"text_encoder must be 'minilm' or 'umt5', got {self.text_encoder!r}")
 
@@ -199,10 +196,10 @@ class ImaginationPipeline(DiffusionPipeline):
             return torch.zeros(6, fl, h, w)
         return plucker_latent(c2w_rel, self.codec.latent_frame_sources(num_frames), self.settings.hfov_deg, h, w)
 
-    def context_camera_for(self, c2w: np.ndarray | None) -> torch.Tensor | None:
+    def context_camera_for(self, c2w: np.ndarray | None, origin: np.ndarray | None = None) -> torch.Tensor | None:
         """(6, N, h, w) Plücker maps of the context latents' cameras ((N, 4, 4) camera-to-world, the
-        last being the current view), relative to the current view, when `settings.context_poses`;
-        else None."""
+        last being the current view), relative to `origin` (the zero pose's camera-to-world; default the
+        current view), when `settings.context_poses`; else None."""
         if not self.settings.context_poses:
             return None
         if c2w is None:
@@ -210,7 +207,8 @@ class ImaginationPipeline(DiffusionPipeline):
                              "this source gives none: use a checkpoint with context_poses=false")
         c2w = np.asarray(c2w, dtype=np.float64)
         h, w = self.latent_hw
-        return plucker_latent(np.linalg.inv(c2w[-1])[None] @ c2w, list(range(len(c2w))), self.settings.hfov_deg, h, w)
+        origin = c2w[-1] if origin is None else np.asarray(origin, dtype=np.float64)
+        return plucker_latent(np.linalg.inv(origin)[None] @ c2w, list(range(len(c2w))), self.settings.hfov_deg, h, w)
 
     def geometry_for(self, context: VideoContext, c2w_rel: np.ndarray | None, num_frames: int) -> torch.Tensor | None:
         """(geometry_channels, Fl, h, w) geometry prior of the target frames: the context RGB-D frames
@@ -375,7 +373,8 @@ class ImaginationPipeline(DiffusionPipeline):
         gs = float(s.guidance_scale if guidance_scale is None else guidance_scale)
         ctx_lat, ctx_idx = self.prepare_context(context, max_context_frames)
         keep, sources = self.context_selection(len(context.frames), max_context_frames)
-        ctx_cam = self.context_camera_for(None if context.poses is None else np.asarray(context.poses)[keep][sources])
+        ctx_c2w = None if context.poses is None else np.asarray(context.poses, dtype=np.float64)[keep][sources]
+        ctx_cam = self.context_camera_for(ctx_c2w)
         c2w_rel = reference = None
         if waypoints is not None:
             waypoints = np.asarray(waypoints, dtype=np.float64)
@@ -386,6 +385,8 @@ class ImaginationPipeline(DiffusionPipeline):
             c2w_rel = relative_to(waypoints_to_c2w(waypoints))  # the warp prior's frame: the current view
             reference = self.reference_frame(seed)
             camera = self.camera_for(relative_to(c2w_rel, reference), s.num_frames)
+            if reference and ctx_cam is not None:  # the context cameras share the targets' zero pose
+                ctx_cam = self.context_camera_for(ctx_c2w, origin=ctx_c2w[-1] @ c2w_rel[reference])
         else:
             if not isinstance(instruction, str) or not instruction.strip():
                 raise ValueError("grounding needs a non-empty instruction string (see envs.instructions.grounding_instruction)")

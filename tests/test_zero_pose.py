@@ -22,20 +22,25 @@ def _clip():
     from synthetic_clips import make_clip
 
     clip = make_clip("navigation", seed=3, size=32, num_frames=F, num_context=6)
-    T0 = np.eye(4)
-    T0[:3, 3] = [1.0, 0.2, -2.0]
+    T0 = clip.context_poses[-1].astype(np.float64)  # the current view: last context frame = first target frame
     clip.target_poses = (T0[None] @ waypoints_to_c2w(_waypoints())).astype(np.float32)
     return clip
 
 
-def _sampled_camera(pipe, clip, seed: int) -> torch.Tensor:
+def _sampled_cameras(pipe, clip, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(target cameras, context cameras) the transformer gets when sampling with `seed`."""
     from models.types import VideoContext
 
     got = []
-    h = pipe.transformer.register_forward_pre_hook(lambda m, a, kw: got.append(kw["camera"][0].clone()), with_kwargs=True)
+
+    def hook(module, args, kw):
+        ctx = kw.get("context_camera")
+        got.append((kw["camera"][0].clone(), None if ctx is None else ctx[0].clone()))
+
+    h = pipe.transformer.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        out = pipe(VideoContext(clip.context_frames, clip.context_indices), waypoints=_waypoints(),
-                   num_inference_steps=1, seed=seed, use_context_cache=False)
+        out = pipe(VideoContext(clip.context_frames, clip.context_indices, poses=clip.context_poses),
+                   waypoints=_waypoints(), num_inference_steps=1, seed=seed, use_context_cache=False)
     finally:
         h.remove()
     assert out.meta["reference_frame"] == pipe.reference_frame(seed)
@@ -54,15 +59,17 @@ def test_pick_reference():
         pick_reference("last", sources, None)
 
 
-@pytest.mark.parametrize("zero_pose", ["first", "random"])
-def test_training_and_sampling_use_the_same_zero_pose(zero_pose):
+@pytest.mark.parametrize("zero_pose,context_poses", [("first", False), ("random", False), ("random", True)])
+def test_training_and_sampling_use_the_same_zero_pose(zero_pose, context_poses):
     """The sampler's camera for a seed is the maps relative to its reference frame; the trainer's
     batch with that reference drawn builds the identical maps. `first` keeps frame 0 for every seed,
-    `random` moves the origin (and so changes the maps) for some seeds."""
+    `random` moves the origin (and so changes the maps) for some seeds. With context cameras, those
+    share the same origin in both."""
     from models.pipeline import tiny_pipeline
     from models.train import ClipEncoder, TrainConfig, make_batch
 
-    pipe = tiny_pipeline(seed=0, num_frames=F, num_box_frames=0, height=32, width=32, zero_pose=zero_pose)
+    pipe = tiny_pipeline(seed=0, num_frames=F, num_box_frames=0, height=32, width=32, zero_pose=zero_pose,
+                         context_poses=context_poses)
     clip = _clip()
     sources = pipe.codec.latent_frame_sources(F)
     refs = {s: pipe.reference_frame(s) for s in range(12)}
@@ -72,7 +79,7 @@ def test_training_and_sampling_use_the_same_zero_pose(zero_pose):
         assert len(set(refs.values())) > 1 and set(refs.values()) <= set(sources)
     seed = max(refs, key=lambda s: refs[s])  # the seed with the latest reference
     k = refs[seed]
-    cam = _sampled_camera(pipe, clip, seed)
+    cam, ctx_cam = _sampled_cameras(pipe, clip, seed)
     want = pipe.camera_for(relative_to(waypoints_to_c2w(_waypoints()), k), F)
     torch.testing.assert_close(cam.float(), want, rtol=0, atol=1e-6)
     first = pipe.camera_for(relative_to(waypoints_to_c2w(_waypoints()), 0), F)
@@ -84,6 +91,13 @@ def test_training_and_sampling_use_the_same_zero_pose(zero_pose):
     batch = make_batch(pipe, ClipEncoder(pipe, [clip]), [0], cfg, np.random.default_rng(0), dropout=False,
                        reference_rng=rng)
     torch.testing.assert_close(batch["camera"][0].float(), cam.float(), rtol=0, atol=1e-5)
+    if context_poses:  # every context frame's camera relative to target frame k (its identity map is frame k's)
+        want_ctx = pipe.context_camera_for(clip.context_poses, origin=clip.target_poses[k])
+        torch.testing.assert_close(ctx_cam.float(), want_ctx, rtol=0, atol=1e-5)
+        torch.testing.assert_close(batch["context_camera"][0].float(), ctx_cam.float(), rtol=0, atol=2e-3)  # fp16
+        assert not torch.allclose(want_ctx, pipe.context_camera_for(clip.context_poses), atol=1e-3)
+    else:
+        assert ctx_cam is None
     # validation (no reference generator) keeps the first frame whatever the option
     val = make_batch(pipe, ClipEncoder(pipe, [clip]), [0], cfg, np.random.default_rng(0), dropout=False)
     torch.testing.assert_close(val["camera"][0].float(), first, rtol=0, atol=1e-6)
