@@ -108,7 +108,7 @@ def test_zero_pose_is_stored_and_old_folders_sample_from_the_first_frame(tmp_pat
     loads as `first`, which is how the shipped model was trained."""
     import json
 
-    from models.pipeline import ImaginationPipeline, tiny_pipeline
+    from models.pipeline import DEFAULT_CHECKPOINT, ImaginationConfig, ImaginationPipeline, tiny_pipeline
 
     pipe = tiny_pipeline(seed=0, num_frames=F, num_box_frames=0, height=32, width=32, zero_pose="random")
     pipe.save_pretrained(tmp_path / "p")
@@ -119,3 +119,5 @@ def test_zero_pose_is_stored_and_old_folders_sample_from_the_first_frame(tmp_pat
     assert ImaginationPipeline.from_pretrained(tmp_path / "p").settings.zero_pose == "first"
     with pytest.raises(ValueError, match="zero_pose"):
         ImaginationPipeline.from_pretrained(tmp_path / "p", zero_pose="middle")
+    shipped = json.loads((DEFAULT_CHECKPOINT / "model_index.json").read_text())["v4s"]
+    assert ImaginationConfig.from_dict(shipped).zero_pose == "first"  # v4s-tiny was trained that way
