@@ -112,6 +112,8 @@ def test_pick_context_groups_are_runs_ending_on_the_current_view():
     np.testing.assert_array_equal(cond.pick_context_groups(20, 8, 4), [0, 1, 2, 3, 16, 17, 18, 19])
     np.testing.assert_array_equal(cond.pick_context_groups(40, 12, 4), [0, 1, 2, 3, 18, 19, 20, 21, 36, 37, 38, 39])
     np.testing.assert_array_equal(cond.pick_context_groups(8, 8, 4), np.arange(8))
+    np.testing.assert_array_equal(cond.pick_context_groups(9, 9, 4), np.arange(9))  # all fit: all kept
+    np.testing.assert_array_equal(cond.pick_context_groups(20, 8, 2), [0, 1, 6, 7, 12, 13, 18, 19])  # pairs
     np.testing.assert_array_equal(cond.pick_context_groups(10, 4, 1), cond.pick_context(10, 4))
     np.testing.assert_array_equal(cond.pick_context_groups(10, 4, 0), cond.pick_context(10, 4))
     # room for one run only: it is the one that ends on the current view

@@ -77,6 +77,7 @@ def test_if_criterion_is_half_gamma_of_the_box():
     for gamma in (0.0, 2.01):
         with pytest.raises(ValueError, match=r"gamma must be in \(0, 2\]"):
             target_centred(_box_at(50, 50, 20, 20), W, H, gamma)
+    assert target_centred(_box_at(0.5, 0.5, 1, 1), 1, 1, 0.6)  # a 1-pixel frame is a frame
     for w, h in ((0, 100), (100, 0)):
         with pytest.raises(ValueError, match="frame size must be positive"):
             target_centred(_box_at(50, 50, 20, 20), w, h, 0.6)

@@ -118,6 +118,7 @@ def test_context_default_size_resize_and_poses():
     blocks = m.frames()[ctx.indices].reshape(3, 4, 4, 4, 4, 3).mean(axis=(2, 4))  # INTER_AREA: 4x4 block means
     assert np.abs(small.frames.astype(float) - blocks).max() <= 1.0
     assert m.select_context(3, size=(1, 2)).frames.shape == (3, 1, 2, 3)
+    assert m.select_context(3, size=(2, 1)).frames.shape == (3, 2, 1, 3)
     assert m.select_context(3, size=(16, 16)).frames.shape == (3, 16, 16, 3)
     for bad in ((0, 4), (4, 0)):
         with pytest.raises(ValueError, match=r"size must be positive \(H, W\)"):
@@ -127,7 +128,7 @@ def test_context_default_size_resize_and_poses():
 def test_context_depth_is_resized_by_nearest_neighbour():
     m = Memory(MemoryConfig(max_context=2))
     depth = np.zeros((16, 16), np.float64)
-    depth[:, 8:] = 4.0  # an edge: averaging would invent points at 2 m
+    depth[:, 6:] = 4.0  # an edge: averaging would invent points at 2 m
     for i in range(2):
         m.add(Observation(rgb=np.full((16, 16, 3), i, np.uint8), depth=depth + i, pose=Pose((0.0, 0.88, 0.0), 0.0), step=i))
     ctx = m.select_context(2)

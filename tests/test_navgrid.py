@@ -65,6 +65,13 @@ def test_segment_free_equals_its_numpy_form():
     want = [_segment_free_numpy(g, p, q) for p, q in zip(a, b)]
     assert got == want
     assert 0.2 < np.mean(got) < 0.8  # both outcomes are exercised
+    # floor open up to the grid's edges, and end points exactly on cell borders
+    free = np.ones((8, 9), bool)
+    free[4, 2:7] = False
+    edge = NavGrid(free, origin_xz=(-0.3, 0.2), resolution=0.1, agent_radius=0.0)
+    lattice = edge.origin + 0.1 * rng.integers(-1, 10, (2000, 2, 2))
+    for p, q in lattice:
+        assert edge.segment_free(p, q) == _segment_free_numpy(edge, p, q), (p, q)
 
 
 def test_segment_free_blocks_walls_pillars_and_leaving_the_grid():
