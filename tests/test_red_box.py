@@ -49,8 +49,10 @@ def test_draw_red_box_is_an_outline_of_the_box():
     np.testing.assert_array_equal(_red_mask(out), want)
     assert (out[~want] == GREY).all()
     # clipped to the image; a box thinner than the outline is filled
-    np.testing.assert_array_equal(_red_mask(draw_red_box(frame, (-5, -5, 100, 100)))[[0, 1, 2, 61, 62, 63], 30],
-                                  [True, True, False, False, True, True])
+    clipped = _red_mask(draw_red_box(frame, (-5, -5, 100, 100)))
+    np.testing.assert_array_equal(clipped[[0, 1, 2, 61, 62, 63], 30], [True, True, False, False, True, True])
+    np.testing.assert_array_equal(clipped[30, [0, 1, 2, 61, 62, 63]], [True, True, False, False, True, True])
+    np.testing.assert_array_equal(_red_mask(draw_red_box(frame, (-9, -9, -5, -5))), np.pad(np.ones((1, 1), bool), ((0, 63), (0, 63))))
     np.testing.assert_array_equal(_red_mask(draw_red_box(frame, (70, 70, 90, 90))), np.pad(np.ones((1, 1), bool), ((63, 0), (63, 0))))
     tiny = _red_mask(draw_red_box(frame, (5, 5, 8, 8)))
     assert tiny.sum() == 9 and tiny[5:8, 5:8].all()
@@ -80,7 +82,7 @@ def test_frames_are_checked():
         box_scores(np.zeros((1, 2, 64, 64, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8 RGB"):
         detect_red_box_frame(np.zeros((64, 64, 3), np.float32))
-    with pytest.raises(ValueError, match="frames is empty"):
+    with pytest.raises(ValueError, match="^frames is empty; pass at least one frame$"):
         box_scores(np.zeros((0, 64, 64, 3), np.uint8))
 
 
@@ -98,6 +100,14 @@ def test_no_box_in_plain_frames_dots_or_small_rectangles():
     small = draw_red_box(_frame(), (30, 30, 33, 33))  # 3 px wide: below min_side_px = 4
     assert detect_red_box_frame(small) is None
     assert detect_red_box_frame(draw_red_box(_frame(), (30, 30, 34, 34))) is not None
+    corner = _frame()
+    corner[30, 30:34] = corner[31:34, 30] = (255, 0, 0)  # 7 red pixels: fewer than 2 * min_side_px
+    assert detect_red_box_frame(corner) is None
+    corner[30, 34] = (255, 0, 0)  # 8: scored (an open corner scores low, but it is looked at)
+    assert detect_red_box_frame(corner) is not None
+    bar = _frame()
+    bar[30:33, 10:40] = (255, 0, 0)  # 3 px high: below min_side_px
+    assert detect_red_box_frame(bar) is None
 
 
 def test_outline_score_terms():
@@ -122,10 +132,26 @@ def test_outline_score_terms():
     mixed[30, 10:30] = (255, 120, 120)  # redness 135/255; inside the band at x = 10..12 and 27..29
     colour = (140 * 110 / 255 + 6 * 135 / 255) / 146 / 0.45
     assert detect_red_box_frame(mixed).score == pytest.approx(colour * (1.0 - 2.0 * 12 / 144), abs=1e-4)
+    # the same with a vertical line: the interior is measured across its width too
+    upright = draw_red_box(_frame(), (10, 20, 30, 40))
+    upright[20:40, 20] = (255, 0, 0)
+    assert detect_red_box_frame(upright).score == pytest.approx(1.0 - 2.0 * 12 / 144, abs=1e-4)
+    # a box with no interior inside its outline band cannot be told from a filled bar: score 0
+    assert detect_red_box_frame(draw_red_box(_frame(), (10, 20, 30, 28))).score == 0.0
+    assert detect_red_box_frame(draw_red_box(_frame(), (10, 20, 18, 40))).score == 0.0
+    assert detect_red_box_frame(draw_red_box(_frame(), (10, 20, 30, 29))).score > 0.9
     # a filled blob is not an outline
     blob = _frame()
     blob[20:40, 10:30] = (255, 0, 0)
     assert detect_red_box_frame(blob).score == 0.0
+
+
+def test_the_first_of_equal_boxes_wins_and_small_pieces_are_skipped():
+    two = draw_red_box(draw_red_box(_frame(), (4, 4, 24, 24)), (36, 36, 56, 56))
+    assert (detect_red_box_frame(two).x0, detect_red_box_frame(two).score) == (4.0, pytest.approx(1.0))
+    line_first = draw_red_box(_frame(), (10, 20, 30, 40))
+    line_first[5, 10:20] = (255, 0, 0)  # a thin red line above the box is skipped, not the end of the search
+    assert detect_red_box_frame(line_first).y0 == 20.0
 
 
 def test_broken_outline_is_joined_from_its_pieces():
