@@ -91,6 +91,7 @@ def test_eval_uses_the_papers_gamma():
     g = ImaginationEvalConfig().gamma
     assert g == 0.6
     assert not target_centred(_box_at(57, 50, 20, 20), 100, 100, g)
+    assert not target_centred(_box_at(57, 50, 20, 20), 100, 100)  # the default is the paper's gamma too
 
 
 # ---------------------------------------------------------------- ObjectNav success
