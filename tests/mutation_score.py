@@ -1,8 +1,8 @@
 """Score of the last `make mutation` run, per module and in total, from mutmut's result files.
 
 `python tests/mutation_score.py PATTERN... [--survivors]`: PATTERN as given to `mutmut run` (the
-Makefile's MUTATION_SCOPE). Killed counts mutants a test failed on (a timeout counts as killed, as
-mutmut counts it); the score is killed / mutants checked. `mutmut show NAME` prints a survivor's diff.
+Makefile's MUTATION_SCOPE). A mutant is caught when a test failed on it, or it timed out or crashed
+(as mutmut counts them); the score is caught / mutants checked. `mutmut show NAME` prints a diff.
 """
 from __future__ import annotations
 
@@ -36,14 +36,14 @@ def main(argv: list[str]) -> int:
         print("no mutmut results for these patterns: run `make mutation` first", file=sys.stderr)
         return 2
     total: collections.Counter = collections.Counter()
-    print("| module | mutants | killed | timeout | survived | no tests | score |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| module | mutants | killed | timeout | crashed | survived | no tests | score |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for module, c in sorted(per_module.items()) + [("total", total)]:
         if module != "total":
             total.update(c)
         checked = sum(c.values()) - c["not checked"]
         killed = c["killed"] + c["timeout"] + c["segfault"]
-        print(f"| {module} | {checked} | {c['killed']} | {c['timeout']} | {c['survived']} | {c['no tests']} | "
+        print(f"| {module} | {checked} | {c['killed']} | {c['timeout']} | {c['segfault']} | {c['survived']} | {c['no tests']} | "
               f"{killed / max(1, checked):.0%} |")
     if "--survivors" in argv:
         print("\n".join(survivors))
