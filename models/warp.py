@@ -80,7 +80,13 @@ def splat(frames: np.ndarray, depths: np.ndarray, src_c2w: np.ndarray, tgt_c2w: 
         zval = z.repeat(len(footprint))
         zbuf = torch.full((dump + 1,), float("inf"), dtype=z.dtype)
         zbuf.scatter_reduce_(0, key, zval, reduce="amin")
-        out[torch.where(zval <= zbuf[key], key, dump)] = colours[pid.repeat(len(footprint))]
+        # one winner per pixel, the last entry at the nearest depth (the later context frame when two see
+        # the same surface): a plain index_put of every tied entry keeps whichever thread wrote last
+        last = torch.full((dump + 1,), -1, dtype=torch.long)
+        last.scatter_reduce_(0, key, torch.where(zval <= zbuf[key], torch.arange(key.numel()), -1), reduce="amax")
+        last[dump] = -1
+        hit = (last >= 0).nonzero().squeeze(1)
+        out[hit] = colours[pid.repeat(len(footprint))[last[hit]]]
         zbuf[dump] = float("inf")
         return zbuf
 

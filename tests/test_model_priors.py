@@ -49,6 +49,15 @@ def test_splat_returns_a_frame_in_its_own_camera_and_keeps_the_nearest_point():
         depths = np.stack([np.full((16, 16), order[2]), np.full((16, 16), order[3])])
         img, _ = splat(frames, depths, np.concatenate([T, T]), T, HFOV)
         assert (img[0, ..., 0] == 255).all() and (img[0, ..., 2] == 0).all()
+    # a tie (the same surface in two frames): the later frame wins, whatever the thread count
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            img, _ = splat(np.stack([red, blue]), np.full((2, 16, 16), 2.0), np.concatenate([T, T]), T, HFOV)
+            assert (img[0, ..., 2] == 255).all() and (img[0, ..., 0] == 0).all()
+    finally:
+        torch.set_num_threads(threads)
     # turned 90°: nothing of the frame is in view, all holes, filled from the fallback
     turned = pose_to_matrix(Pose((1.0, 1.2, -2.0), 0.7 + math.pi / 2, 0.1))[None]
     img, valid = warp_frames(frame, depth, T, turned, HFOV, fill=red)
