@@ -54,7 +54,7 @@ FINETUNE_MODES = ("full", "attention", "lora")
 
 
 class DataMismatchError(ValueError):
-    """The clips lack what the options ask for (reported as one line, exit code 2)."""
+    """The clips or the launch (number of processes) lack what the options ask for (one line, exit code 2)."""
 
 
 @dataclass
@@ -563,7 +563,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     acc = Accelerator(mixed_precision=cfg.mixed_precision, dataloader_config=DataLoaderConfiguration(split_batches=True),
                       gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=accum, sync_with_dataloader=False))
     if cfg.batch_size % (acc.num_processes * accum):
-        raise ValueError(f"batch_size={cfg.batch_size} is the global batch: make it a multiple of the "
+        raise DataMismatchError(f"batch_size={cfg.batch_size} is the global batch: make it a multiple of the "
                          f"{acc.num_processes} processes x gradient_accumulation_steps={accum}")
     # FSDP / ZeRO-3: each process holds a shard of the weights and of the AdamW moments
     sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
