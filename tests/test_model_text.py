@@ -49,3 +49,17 @@ def test_umt5_from_local_wan_folder(tmp_path):
         UMT5TextEncoder.from_pretrained(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="unknown text encoder"):
         load_text_encoder("clip")
+
+
+def test_minilm_loads_without_a_second_progress_bar(capfd):
+    """The run's stderr has one progress bar: the tiny encoder's load draws none, and leaves transformers'
+    own setting as it was for other loads."""
+    from transformers.utils import logging as hf_logging
+
+    from models.text_encoders import MiniLMTextEncoder
+
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    MiniLMTextEncoder()
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
