@@ -32,6 +32,15 @@ def check_at_least(obj: Any, **minimums: float) -> None:
         if value < low:
             raise ValueError(f"{name} must be >= {low}, got {value}")
 
+
+def check_one_of(obj: Any, **choices: Iterable[Any]) -> None:
+    """Each named field of `obj` is one of its choices (checked in the order given), else one line:
+    ValueError `NAME must be one of CHOICES, got VALUE`."""
+    for name, allowed in choices.items():
+        value = getattr(obj, name)
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
 # Keys a Hydra group file may carry besides the dataclass fields (the group's own name).
 IGNORED_KEYS = frozenset({"name", "_target_"})
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
+from envs.config import check_one_of
 from models.codecs import LatentCodec, TinyAutoencoder, WanVAECodec, frames_to_tensor, tensor_to_frames
 from models.conditioning import (
     ZERO_POSE_MODES,
@@ -92,10 +93,7 @@ class ImaginationConfig:
             raise ValueError("guidance_scale must be >= 0 (<= 1 disables CFG)")
         if self.context_latents not in ("frame", "group"):
             raise ValueError(f"context_latents must be 'frame' or 'group', got {self.context_latents!r}")
-        if self.geometry_prior not in GEOMETRY_PRIORS:
-            raise ValueError(f"geometry_prior must be one of {GEOMETRY_PRIORS}, got {self.geometry_prior!r}")
-        if self.zero_pose not in ZERO_POSE_MODES:
-            raise ValueError(f"zero_pose must be one of {ZERO_POSE_MODES}, got {self.zero_pose!r}")
+        check_one_of(self, geometry_prior=GEOMETRY_PRIORS, zero_pose=ZERO_POSE_MODES)
         if self.text_encoder not in ("minilm", "umt5"):
             raise ValueError(f"text_encoder must be 'minilm' or 'umt5', got {self.text_encoder!r}")
 

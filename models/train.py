@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from envs.config import json_command, parse_overrides
+from envs.config import check_one_of, json_command, parse_overrides
 from models.clipstore import ClipDataset
 from models.codecs import TinyAutoencoder
 from models.conditioning import (
@@ -136,14 +136,10 @@ class TrainConfig:
             raise ValueError("num_layers, ffn_dim and num_attention_heads must be >= 0 (0 = the tiny default)")
         if self.context_latents not in ("", "frame", "group"):
             raise ValueError(f"context_latents must be 'frame', 'group' or '' (the init's), got {self.context_latents!r}")
-        if self.geometry_prior not in GEOMETRY_PRIORS:
-            raise ValueError(f"geometry_prior must be one of {GEOMETRY_PRIORS}, got {self.geometry_prior!r}")
+        check_one_of(self, geometry_prior=GEOMETRY_PRIORS)
         if self.context_attention not in ("one_way", "full"):
             raise ValueError(f"context_attention must be 'one_way' or 'full', got {self.context_attention!r}")
-        if self.zero_pose not in ZERO_POSE_MODES:
-            raise ValueError(f"zero_pose must be one of {ZERO_POSE_MODES}, got {self.zero_pose!r}")
-        if self.finetune not in FINETUNE_MODES:
-            raise ValueError(f"finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
+        check_one_of(self, zero_pose=ZERO_POSE_MODES, finetune=FINETUNE_MODES)
         if self.mode not in (None, "grounding", "navigation"):
             raise ValueError(f"mode must be grounding, navigation or unset, got {self.mode!r}")
         for name in ("p_drop_joint", "p_drop_text", "p_drop_context"):
