@@ -33,13 +33,17 @@ def check_at_least(obj: Any, **minimums: float) -> None:
             raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
-def check_one_of(obj: Any, **choices: Iterable[Any]) -> None:
-    """Each named field of `obj` is one of its choices (checked in the order given), else one line:
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
+    """`value` (of the option or argument `name`) is one of `allowed`, else one line:
     ValueError `NAME must be one of CHOICES, got VALUE`."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def check_one_of(obj: Any, **choices: Iterable[Any]) -> None:
+    """Each named field of `obj` is one of its choices (checked in the order given), see `check_choice`."""
     for name, allowed in choices.items():
-        value = getattr(obj, name)
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        check_choice(name, getattr(obj, name), allowed)
 
 # Keys a Hydra group file may carry besides the dataclass fields (the group's own name).
 IGNORED_KEYS = frozenset({"name", "_target_"})

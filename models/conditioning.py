@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from envs.config import check_choice
 from envs.geometry import intrinsics_from_hfov, plucker_rays, waypoints_to_matrices
 
 
@@ -51,8 +52,7 @@ def pick_reference(zero_pose: str, sources: list[int], rng: np.random.Generator 
     """The target frame that gets the zero pose: the first (`first`, the usual camera-control
     convention), or one drawn uniformly from the frames that carry a camera (`random`, paper §6.4:
     a fixed origin limits generalisation to large turns when data is limited). No generator = first."""
-    if zero_pose not in ZERO_POSE_MODES:
-        raise ValueError(f"zero_pose must be one of {ZERO_POSE_MODES}, got {zero_pose!r}")
+    check_choice("zero_pose", zero_pose, ZERO_POSE_MODES)
     if zero_pose == "first" or rng is None:
         return 0
     return int(sources[int(rng.integers(len(sources)))])

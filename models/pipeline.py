@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
-from envs.config import check_one_of
+from envs.config import check_choice, check_one_of
 from models.codecs import LatentCodec, TinyAutoencoder, WanVAECodec, frames_to_tensor, tensor_to_frames
 from models.conditioning import (
     ZERO_POSE_MODES,
@@ -91,11 +91,8 @@ class ImaginationConfig:
             raise ValueError("num_inference_steps must be >= 1")
         if self.guidance_scale < 0:
             raise ValueError("guidance_scale must be >= 0 (<= 1 disables CFG)")
-        if self.context_latents not in ("frame", "group"):
-            raise ValueError(f"context_latents must be 'frame' or 'group', got {self.context_latents!r}")
-        check_one_of(self, geometry_prior=GEOMETRY_PRIORS, zero_pose=ZERO_POSE_MODES)
-        if self.text_encoder not in ("minilm", "umt5"):
-            raise ValueError(f"text_encoder must be 'minilm' or 'umt5', got {self.text_encoder!r}")
+        check_one_of(self, context_latents=("frame", "group"), geometry_prior=GEOMETRY_PRIORS, zero_pose=ZERO_POSE_MODES,
+                     text_encoder=("minilm", "umt5"))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImaginationConfig:
@@ -301,8 +298,7 @@ class ImaginationPipeline(DiffusionPipeline):
         unconditional branch (and the context cameras with a noised context);
         `context_cfg` says what it does with the context: "noise" replaces it with noise (the paper's
         joint CFG, the default), "keep" keeps the real context (the paper's "w/o context CFG" ablation)."""
-        if context_cfg not in ("noise", "keep"):
-            raise ValueError(f"context_cfg must be 'noise' or 'keep', got {context_cfg!r}")
+        check_choice("context_cfg", context_cfg, ("noise", "keep"))
         tr = self.transformer
         dev, dtype = self.device, tr.dtype
         S = num_samples

@@ -48,6 +48,7 @@ from models.pipeline import (
     shared_minilm,
     tiny_transformer_config,
 )
+from models.transformer import CONTEXT_ATTENTION_MODES
 from models.types import Clip, VideoContext
 
 FINETUNE_MODES = ("full", "attention", "lora")
@@ -59,30 +60,28 @@ class DataMismatchError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Every trainer option; validated on construction (bad value → one clear error)."""
+    """Every trainer option; validated on construction (bad value → one clear error). Grouped by what
+    they set: the data, the model to start from, its conditioning, the optimisation, the bookkeeping."""
 
+    # the clips and where the run goes
     data: str = ""
+    val_data: str | None = None
     out: str = ""
-    steps: int = 1000
-    batch_size: int = 4
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 50
-    # linear LR cooldown: constant after warmup until lr_decay_from, then linearly to 0 at lr_decay_to (0 = off)
-    lr_decay_from: int = 0
-    lr_decay_to: int = 0
+    export_dir: str | None = None  # default out/pipeline
+    mode: str | None = None  # train on "grounding" or "navigation" clips only
+    # the model to start from
+    init: str = "tiny"  # "tiny" | ImaginationPipeline folder | diffusers Wan folder
+    codec: str = "shipped"  # tiny init only: "shipped" (models/checkpoints/tiny-codec) | "random" | folder
+    finetune: str = "full"  # full | attention | lora
+    lora_rank: int = 16
     # tiny init only: transformer size overrides (0 = the tiny default in models.pipeline.tiny_transformer_config)
     num_layers: int = 0
     ffn_dim: int = 0
     num_attention_heads: int = 0  # width = heads × 64
     resolution: int = 0  # tiny init only: square frame size the model works at (0 = 64; a multiple of 16)
-    grad_clip: float = 1.0
-    seed: int = 0
-    init: str = "tiny"  # "tiny" | ImaginationPipeline folder | diffusers Wan folder
-    codec: str = "shipped"  # tiny init only: "shipped" (models/checkpoints/tiny-codec) | "random" | folder
-    finetune: str = "full"  # full | attention | lora
-    lora_rank: int = 16
-    mode: str | None = None  # train on "grounding" or "navigation" clips only
+    # tiny init only: "one_way" (context tokens attend only to context: cacheable at sampling) | "full" (paper)
+    context_attention: str = "one_way"
+    # conditioning
     max_context_frames: int = 16
     context_group: int = 0  # 0 = auto: the codec's temporal factor for Wan (4), 1 for the tiny codec
     # "frame" (one context latent per frame) | "group" (one per run of the codec's temporal_factor frames, as
@@ -93,8 +92,6 @@ class TrainConfig:
     # poses / depth (models.data writes both)
     context_poses: bool = False
     geometry_prior: str = "none"
-    # tiny init only: "one_way" (context tokens attend only to context: cacheable at sampling) | "full" (paper)
-    context_attention: str = "one_way"
     # navigation cameras relative to one target frame drawn per sample ("random", paper §6.4: +0.36 dB nav PSNR on
     # rotation-heavy val cases, +0.12 dB on plain ones, measured in the v4s-tiny model card) or to the first target
     # frame ("first", how v4s-tiny was trained); the exported pipeline samples with the same rule
@@ -102,21 +99,30 @@ class TrainConfig:
     p_drop_joint: float = 0.1  # text/camera AND context dropped (the unconditional branch of joint CFG)
     p_drop_text: float = 0.05
     p_drop_context: float = 0.05
-    val_data: str | None = None
+    # optimisation: optimizer steps sum the gradients of gradient_accumulation_steps micro-batches of
+    # batch_size / gradient_accumulation_steps clips (batch_size stays the global batch per optimizer step)
+    gradient_checkpointing: bool = False
+    steps: int = 1000
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    mixed_precision: str = "no"
+    grad_clip: float = 1.0
+    warmup_steps: int = 50
+    # linear LR cooldown: constant after warmup until lr_decay_from, then linearly to 0 at lr_decay_to (0 = off)
+    lr_decay_from: int = 0
+    lr_decay_to: int = 0
+    # bookkeeping
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0 = leave as is)
+    resume: bool = True
     val_every: int = 200
     val_batches: int = 4
     ckpt_every: int = 200
     keep_checkpoints: int = 2
     log_every: int = 10
     export_fp16: bool = True
-    export_dir: str | None = None  # default out/pipeline
-    mixed_precision: str = "no"
-    # optimizer steps sum the gradients of this many micro-batches of batch_size / gradient_accumulation_steps
-    # clips (batch_size stays the global batch per optimizer step)
-    gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
-    threads: int = 0  # torch CPU threads (0 = leave as is)
-    resume: bool = True
 
     def __post_init__(self) -> None:
         if not self.data:
@@ -134,14 +140,10 @@ class TrainConfig:
             raise ValueError(f"resolution must be 0 (default 64) or a multiple of 16 in [16, 512], got {self.resolution}")
         if min(self.num_layers, self.ffn_dim, self.num_attention_heads) < 0:
             raise ValueError("num_layers, ffn_dim and num_attention_heads must be >= 0 (0 = the tiny default)")
-        if self.context_latents not in ("", "frame", "group"):
-            raise ValueError(f"context_latents must be 'frame', 'group' or '' (the init's), got {self.context_latents!r}")
-        check_one_of(self, geometry_prior=GEOMETRY_PRIORS)
-        if self.context_attention not in ("one_way", "full"):
-            raise ValueError(f"context_attention must be 'one_way' or 'full', got {self.context_attention!r}")
-        check_one_of(self, zero_pose=ZERO_POSE_MODES, finetune=FINETUNE_MODES)
-        if self.mode not in (None, "grounding", "navigation"):
-            raise ValueError(f"mode must be grounding, navigation or unset, got {self.mode!r}")
+        # context_latents "" = the init's; mode None = both kinds of clips
+        check_one_of(self, context_latents=("", "frame", "group"), geometry_prior=GEOMETRY_PRIORS,
+                     context_attention=CONTEXT_ATTENTION_MODES, zero_pose=ZERO_POSE_MODES, finetune=FINETUNE_MODES,
+                     mode=(None, "grounding", "navigation"))
         for name in ("p_drop_joint", "p_drop_text", "p_drop_context"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")

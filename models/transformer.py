@@ -36,6 +36,8 @@ from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.transformers.transformer_wan import WanTransformer3DModel, WanTransformerBlock
 
+from envs.config import check_choice
+
 ContextAttention = Literal["full", "one_way"]
 CONTEXT_ATTENTION_MODES = ("full", "one_way")
 
@@ -178,8 +180,7 @@ class V4STransformer(WanTransformer3DModel):
             rope_max_seq_len=rope_max_seq_len,
             pos_embed_seq_len=pos_embed_seq_len,
         )
-        if context_attention not in CONTEXT_ATTENTION_MODES:
-            raise ValueError(f"context_attention must be one of {CONTEXT_ATTENTION_MODES}, got {context_attention!r}")
+        check_choice("context_attention", context_attention, CONTEXT_ATTENTION_MODES)
         for block in self.blocks:  # the stock constructor builds stock blocks; same weights, our forward
             block.__class__ = V4SBlock
         inner_dim = num_attention_heads * attention_head_dim

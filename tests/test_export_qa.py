@@ -179,7 +179,7 @@ def test_export_resumes_after_interruption(sim_export, tmp_path):
 def test_cli_rejects_bad_arguments(capsys):
     from v4s_agent.export_qa import main
 
-    for args, needle in ((["source=dreamed"], "source must be 'simulated' or 'imagined'"), (["n=ten"], "n='ten'"),
+    for args, needle in ((["source=dreamed"], "source must be one of ('simulated', 'imagined')"), (["n=ten"], "n='ten'"),
                          (["colour=red"], "unknown key 'colour'"), (["tasks=A1,Z9"], "tasks must be"),
                          (["validate", "path=/nonexistent/records.jsonl"], "no records file")):
         assert main(args) == 2

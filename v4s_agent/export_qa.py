@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from envs.config import check_at_least, parse_overrides  # noqa: E402
+from envs.config import check_at_least, check_one_of, parse_overrides  # noqa: E402
 
 log = logging.getLogger("v4s_agent.export_qa")
 
@@ -67,10 +67,7 @@ class ExportConfig:
         from envs.splits import SPLITS
         from v4s_agent.qa.tasks import TASKS
 
-        if self.source not in ("simulated", "imagined"):
-            raise ValueError(f"source must be 'simulated' or 'imagined', got {self.source!r}")
-        if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {self.split!r}")
+        check_one_of(self, source=("simulated", "imagined"), split=sorted(SPLITS))
         check_at_least(self, n=1, scenes=1, per_scene=1)
         if self.scenes > len(SPLITS[self.split]):
             raise ValueError(f"split {self.split!r} has {len(SPLITS[self.split])} scenes, asked for scenes={self.scenes}")
@@ -81,8 +78,7 @@ class ExportConfig:
             raise ValueError(f"size must be in [16, 1024] pixels, got {self.size}")
         if self.steps < 0 or self.max_trajectories < 0:
             raise ValueError("steps and max_trajectories must be >= 0")
-        if self.readback not in ("flow", "idm"):
-            raise ValueError(f"readback must be 'flow' or 'idm', got {self.readback!r}")
+        check_one_of(self, readback=("flow", "idm"))
         if not self.out:
             self.out = f"outputs/qa/{self.source}-{self.split}-n{self.n}-s{self.seed}"
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from envs.config import check_choice
 from envs.geometry import matrix_to_pose, pose_to_matrix
 from envs.types import Observation, Pose
 from planners.readback import READBACKS, read_back
@@ -68,9 +69,7 @@ def random_truth_clip(world, rng: np.random.Generator, num_frames: int = 10, siz
 
 def _check_method(method: str) -> None:
     """Clips rendered here report no poses to the read-back, so `true` is no choice."""
-    choices = [n for n in READBACKS.names() if n != "true"]
-    if method not in choices:
-        raise ValueError(f"method must be one of {choices}, got {method!r}")
+    check_choice("method", method, [n for n in READBACKS.names() if n != "true"])
 
 
 def evaluate_readback(method: str = "flow", split: str = "val", scenes: int = 10, num_frames: int = 10,
