@@ -84,6 +84,12 @@ class ClipGenConfig:
     context_frames: int = 16  # max context frames per clip (the agent's MemoryConfig.max_context)
     min_context_frames: int = 4  # random-subset contexts draw their size from [min, max]
     fps_context_prob: float = 0.75  # share of clips whose context is the agent's pose-coverage pick
+    # share of grounding stations drawn with the target *out of view*: no instance of the category visible in
+    # the current view, the target seen in an older frame of the agent's context pick (which these clips then
+    # use as context), so only the context can say where it is. Natural draws have it for about 1 in 8 stations.
+    # 0 keeps every draw (and the clips of existing seeds) as before
+    out_of_view_prob: float = 0.0
+    out_of_view_tries: int = 60  # station draws before an out-of-view station gives up (about 1 in 8 qualifies)
     walk_prob: float = 0.5  # share of stations whose current pose is reached by a walk after the look-around
     max_walk_frames: int = 12
     path_frames: int = 16  # grounding: frames from the current view to the centred view
@@ -110,7 +116,8 @@ class ClipGenConfig:
         split_seeds(self.split)  # raises a clear error for an unknown split
         check_executor(self.executor, self.num_workers)
         for name in ("scenes", "clips_per_scene", "num_workers", "path_frames", "nav_frames", "shard_clips",
-                     "context_frames", "min_context_frames", "max_tries", "size", "render_size"):
+                     "context_frames", "min_context_frames", "max_tries", "out_of_view_tries", "size",
+                     "render_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise bad(name, "must be a positive int")
@@ -132,7 +139,7 @@ class ClipGenConfig:
             raise bad("min_context_frames", f"must be <= context_frames={self.context_frames}")
         if self.render_size < self.size:
             raise bad("render_size", f"must be >= size={self.size} (frames are downsampled, never upsampled)")
-        for name in ("fps_context_prob", "walk_prob"):
+        for name in ("fps_context_prob", "walk_prob", "out_of_view_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, "must be a probability in [0, 1]")
         if not 0.0 < self.max_step_m <= 1.0:
@@ -329,6 +336,18 @@ def centred(box: Box2D, width: int, height: int, gamma: float = 0.6) -> bool:
     return target_centred(box, width, height, gamma)
 
 
+def category_in_view(world: Any, pose: Pose, category: str, min_pixels: int) -> bool:
+    """An instance of `category` is visible from `pose` (≥ min_pixels of it at render resolution)."""
+    obs = world.render_at(pose, semantic=True)
+    return any(b.label == category for b in world.gt_boxes(obs, min_pixels=min_pixels))
+
+
+def instance_seen(world: Any, poses: list[Pose], instance_id: int, min_pixels: int) -> bool:
+    """`instance_id` is visible (≥ min_pixels at render resolution) from at least one of `poses`."""
+    return any(np.count_nonzero(world.render_at(p, semantic=True).semantic == instance_id) >= min_pixels
+               for p in poses)
+
+
 # ------------------------------------------------------------------------------------ stations
 @dataclass
 class Station:
@@ -416,16 +435,19 @@ def _pick_category(world: Any, rng: np.random.Generator) -> str | None:
 
 
 def make_station(world: Any, rng: np.random.Generator, cfg: ClipGenConfig, with_target: bool = True,
-                 category: str | None = None) -> tuple[Station, GroundingTarget | None]:
+                 category: str | None = None, out_of_view: bool = False) -> tuple[Station, GroundingTarget | None]:
     """A station (look-around at P0, maybe a walk) and, if `with_target`, a grounding target the
     current pose can reach in one clip. Stations are drawn near a random instance of a random
     category: without a walk P0 is within approach_m of its view points; with a walk P0 is farther
     and the agent walks the shortest route toward it (so the context holds the way there, as in the
     receding-horizon loop). `category` fixes the target category (else a random reachable one,
-    ObjectNav categories twice as likely). (station, None) when no target passes in max_tries draws."""
+    ObjectNav categories twice as likely). (station, None) when no target passes in max_tries draws.
+    `out_of_view`: only a station whose current view shows no instance of the category while an older frame
+    of the agent's context pick (`agent_context`) shows the target passes (out_of_view_tries draws)."""
     g = world.navgrid
     h = float(world.cfg.sensor_height)
-    for _ in range(cfg.max_tries if with_target else 1):
+    tries = (cfg.out_of_view_tries if out_of_view else cfg.max_tries) if with_target else 1
+    for _ in range(tries):
         cat = (category or _pick_category(world, rng)) if with_target else None
         poses: list[Pose]
         if cat is not None and reachable_instances(world).get(cat):
@@ -451,6 +473,8 @@ def make_station(world: Any, rng: np.random.Generator, cfg: ClipGenConfig, with_
             target = find_target(world, poses[-1], cat, cfg)
             if target is None:
                 continue
+            if out_of_view and not target_out_of_view(world, poses, target, cfg):
+                continue
             return Station(poses, *render_rgbd(world, poses, cfg.size)), target
     # navigation-only station (or no grounding target found): look-around anywhere, maybe a random walk
     p0_xz = g.sample_navigable(rng)
@@ -465,15 +489,30 @@ def make_station(world: Any, rng: np.random.Generator, cfg: ClipGenConfig, with_
     return Station(poses, *render_rgbd(world, poses, cfg.size)), None
 
 
+def agent_context(poses: list[Pose], max_context: int) -> np.ndarray:
+    """Source indices the agent's memory picks as context from a stream at `poses` (`Memory.select_indices`,
+    pose coverage only: no frame is needed), current view last."""
+    from models.memory import Memory, MemoryConfig
+
+    blank = np.zeros((len(poses), 1, 1, 3), np.uint8)
+    return Memory.of(blank, poses, MemoryConfig(max_context=max_context)).select_indices(min(max_context, len(poses)))
+
+
+def target_out_of_view(world: Any, poses: list[Pose], target: GroundingTarget, cfg: ClipGenConfig) -> bool:
+    """No instance of the target's category in the current view (the last pose), and the target itself seen in
+    an older frame of the agent's context pick: a case only context use can solve."""
+    if category_in_view(world, poses[-1], target.category, cfg.min_target_pixels):
+        return False
+    older = [poses[i] for i in agent_context(poses, cfg.context_frames)[:-1]]
+    return instance_seen(world, older, target.instance_id, cfg.min_target_pixels)
+
+
 def select_context(station: Station, rng: np.random.Generator, cfg: ClipGenConfig) -> np.ndarray:
     """Source indices of the context: the agent's pose-coverage pick, or a random sparse subset;
     sorted, always ending with the current view."""
     n_src = len(station.poses)
     if rng.random() < cfg.fps_context_prob:
-        from models.memory import Memory, MemoryConfig
-
-        mem = Memory.of(station.frames, station.poses, MemoryConfig(max_context=cfg.context_frames))
-        return mem.select_indices(min(cfg.context_frames, n_src))
+        return agent_context(station.poses, cfg.context_frames)
     n = int(rng.integers(cfg.min_context_frames, cfg.context_frames + 1))
     if n_src <= n:
         return np.arange(n_src, dtype=np.int64)
@@ -537,9 +576,12 @@ def scene_clips(world: Any, scene_seed: int, cfg: ClipGenConfig) -> tuple[list[C
     for st in range((len(modes) + per_station - 1) // per_station):
         rng = np.random.default_rng([int(cfg.seed), int(scene_seed), st])
         ks = range(st * per_station, min(len(modes), (st + 1) * per_station))
-        station, target = make_station(world, rng, cfg, with_target=any(modes[k] == "grounding" for k in ks))
+        grounding = any(modes[k] == "grounding" for k in ks)
+        away = grounding and cfg.out_of_view_prob > 0 and rng.random() < cfg.out_of_view_prob  # no draw at 0
+        station, target = make_station(world, rng, cfg, with_target=grounding, out_of_view=away)
         for k in ks:
-            ctx = select_context(station, rng, cfg)
+            # an out-of-view station keeps the pick its target was seen in (a random subset might drop it)
+            ctx = agent_context(station.poses, cfg.context_frames) if away else select_context(station, rng, cfg)
             if modes[k] == "grounding":
                 if target is None:
                     rejected += 1

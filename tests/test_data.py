@@ -150,3 +150,24 @@ def test_rotation_heavy_navigation_paths(world, clips):
     np.testing.assert_allclose([end.position[0], end.position[2], end.yaw], [3.489157, 2.013885, -2.349678], atol=1e-5)
     with pytest.raises(ValueError, match="nav_min_turn_deg"):
         ClipGenConfig(out="x", nav_frames=12, path_frames=8, nav_min_turn_deg=180.0)  # 11 × 15° < 180°
+
+
+def _most_pixels(world, pose: Pose, instance_ids: list[int]) -> int:
+    """The most ground-truth segmentation pixels any one of `instance_ids` has in the render at `pose`."""
+    sem = world.render_at(pose, semantic=True).semantic
+    return max(int(np.count_nonzero(sem == i)) for i in instance_ids)
+
+
+def test_out_of_view_stations_show_the_target_only_in_older_context(world):
+    """out_of_view_prob=1: no instance of the category in a grounding clip's current view (ground-truth
+    segmentation), the target itself in an older context frame; the path still ends centred on it."""
+    cfg = ClipGenConfig(out="unused", scenes=1, clips_per_scene=3, seed=7, modes="grounding", out_of_view_prob=1.0,
+                        path_frames=8, box_frames=4, nav_frames=12)
+    cs, _ = scene_clips(world, SCENE, cfg)
+    assert len(cs) >= 2
+    for c in cs:
+        ctx = [matrix_to_pose(T.astype(np.float64)) for T in c.context_poses]
+        same = [o.instance_id for o in world.scene.objects if o.category == c.category]
+        assert _most_pixels(world, ctx[-1], same) < cfg.min_target_pixels, "the category is in the current view"
+        assert max(_most_pixels(world, p, [c.instance_id]) for p in ctx[:-1]) >= cfg.min_target_pixels
+        assert _most_pixels(world, matrix_to_pose(c.target_poses[-1].astype(np.float64)), [c.instance_id]) >= 30

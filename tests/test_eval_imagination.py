@@ -126,6 +126,38 @@ def test_skipped_episode_is_counted_with_its_reason():
     assert rec["skipped"] and rec["reason"].startswith("no unicorn reachable within one clip")
 
 
+def test_out_of_view_cases_have_the_target_only_in_the_context():
+    """out_of_view=0.5 draws every other case with no instance of the target category in the current view
+    (ground-truth segmentation) and the target in an older context frame; the others stay natural draws."""
+    from envs.embedded.task import make_episodes
+    from models.pipeline import tiny_pipeline
+    from v4s_agent.eval_imagination import _worker_evaluator, close_worker
+
+    cfg = ImaginationEvalConfig(episodes=2, seed=0, out_of_view=0.5, baselines="none")
+    ev = _worker_evaluator(cfg, tiny_pipeline(seed=0))
+    try:
+        assert [ev.out_of_view_case(k) for k in range(6)] == [False, True] * 3
+        w = ev.world
+        for k, ep in enumerate(make_episodes("test", 4, seed=0)[:4]):
+            if not ev.out_of_view_case(k):
+                continue
+            case = ev.make_case(ep, k)
+            same = [o.instance_id for o in w.scene.objects if o.category == case.category]
+
+            def most(pose, ids):
+                sem = w.render_at(pose, semantic=True).semantic
+                return max(int(np.count_nonzero(sem == i)) for i in ids)
+
+            assert not case.target_in_view and case.target_in_context
+            assert most(case.station.current, same) < cfg.min_target_pixels
+            older = [case.station.poses[i] for i in case.context.indices[:-1]]
+            assert max(most(p, [case.target.instance_id]) for p in older) >= cfg.min_target_pixels
+    finally:
+        close_worker()
+    with pytest.raises(ValueError, match="out_of_view"):
+        ImaginationEvalConfig(out_of_view=1.5)
+
+
 def test_score_size_scores_navigation_at_a_common_resolution():
     """score_size resizes the generated frames and renders the truth at that size, so models of
     different resolutions are compared on one grid: an upsampled 64² video misses the detail a 128²

@@ -6,6 +6,12 @@ target category). The agent's state is built exactly as the training clips are (
 look-around (+ half of the time a walk toward the target) ending within one clip's reach of the
 nearest instance of the category; the context is the agent's own pick (`Memory.select_indices`,
 ≤ 16 frames, current view last). The ground-truth clip of that state is the `oracle`.
+A share `out_of_view` of the cases (3 in 8 by default, evenly spread over the case indices) is drawn the
+same way but kept only when the current view shows no instance of the target category while an older
+context frame shows the target (models.data.target_out_of_view): a state the agent reaches by turning away
+after its look-around, which only context use can solve. Natural draws have that in about 1 case in 8
+(4 of the first 32 test cases), too few to measure context use. The defaults, 80 cases of which 30 are drawn
+out of view, bound every rate's standard error by 0.056 and IF_out_of_view's by 0.091 (at p = 0.5).
 
 Grounding metrics (per video; means over cases):
 - path read-back: the camera path of the path frames (all but the trailing box frames) from the
@@ -88,9 +94,13 @@ class ImaginationEvalConfig:
     """key=value arguments of `eval imagination` (defaults finish in about 10 min on the shared 2 CPU cores)."""
 
     split: str = "test"
-    # 32: what fits 10 min on the shared 2-core machine (16-23 s per case with every baseline under load 12-20);
-    # a rate's standard error is then up to 0.09 (0.06 would need about 65 cases)
-    episodes: int = 32
+    # 80 cases: a rate's standard error is then ≤ sqrt(0.25/80) = 0.056 (≤ 0.06 needs ≥ 70); 30 of them are drawn
+    # out of view (below), so IF_out_of_view's is ≤ sqrt(0.25/30) = 0.091 (≤ 0.1 needs ≥ 25)
+    episodes: int = 80
+    # share of cases drawn with the target out of view (models.data.target_out_of_view): none of its category in
+    # the current view, the target in an older context frame, so only context use finds it. Natural draws have
+    # it in about 1 case in 8 (4 of 32 test cases): too few to measure context use
+    out_of_view: float = 0.375
     seed: int = 0
     checkpoint: str = ""  # "" = the shipped default (models/checkpoints/v4s-tiny); "random" = untrained tiny
     steps: int = 0  # sampling steps; 0 = the checkpoint's default
@@ -138,6 +148,8 @@ class ImaginationEvalConfig:
             raise _error(str(e)) from None
         if self.episodes < 1:
             raise _error(f"episodes must be >= 1, got {self.episodes}")
+        if not 0.0 <= self.out_of_view <= 1.0:
+            raise _error(f"out_of_view must be a share in [0, 1], got {self.out_of_view}")
         if self.samples < 1:
             raise _error(f"samples must be >= 1, got {self.samples}")
         if self.score_size and not 16 <= self.score_size <= 512:
@@ -331,34 +343,44 @@ class Evaluator:
             raise _error(str(e)) from None
 
     # ---- cases
+    def out_of_view_case(self, k: int) -> bool:
+        """Whether case k is drawn out of view: evenly spread, a share `out_of_view` of the cases."""
+        s = self.cfg.out_of_view
+        return math.floor((k + 1) * s) > math.floor(k * s)
+
     def make_case(self, episode: Any, k: int) -> Case:
         from envs.embedded.categories import category_phrase
         from envs.geometry import relative_pose
         from envs.instructions import grounding_instruction
-        from models.data import context_geometry, grounding_clip, make_station, nav_path, render_rgb
-        from models.memory import Memory, MemoryConfig
+        from models.data import (
+            agent_context,
+            category_in_view,
+            context_geometry,
+            grounding_clip,
+            instance_seen,
+            make_station,
+            nav_path,
+            render_rgb,
+        )
         from models.types import VideoContext
 
         w, g = self.world, self.gen_cfg
         w.load_scene(episode.scene_seed)
         rng = np.random.default_rng([self.cfg.seed, episode.scene_seed, k])
-        station, target = make_station(w, rng, g, with_target=True, category=episode.target_category)
+        away = self.out_of_view_case(k)
+        station, target = make_station(w, rng, g, with_target=True, category=episode.target_category, out_of_view=away)
         if target is None:
-            raise SkippedCase(f"no {episode.target_category} reachable within one clip ({g.max_tries} station draws)")
-        mem = Memory.of(station.frames, station.poses, MemoryConfig(max_context=g.context_frames))
-        idx = mem.select_indices(min(g.context_frames, len(station.poses)))
+            raise SkippedCase(f"no {episode.target_category} out of view but seen in the context within one clip "
+                              f"({g.out_of_view_tries} station draws)" if away else
+                              f"no {episode.target_category} reachable within one clip ({g.max_tries} station draws)")
+        idx = agent_context(station.poses, g.context_frames)
         geo = context_geometry(station, idx)
         context = VideoContext(frames=station.frames[idx], indices=idx, poses=geo["context_poses"],
                                depths=geo["context_depth"])
         clip = grounding_clip(w, station, target, idx, g, episode.scene_seed)
         depth0 = w.render_at(station.current, semantic=False).depth
-        seen = False
-        for p in (station.poses[i] for i in idx):
-            sem = w.render_at(p, semantic=True).semantic
-            if np.count_nonzero(sem == target.instance_id) >= self.cfg.min_target_pixels:
-                seen = True
-                break
-        in_view = bool(self._category_boxes(station.current, target.category))
+        seen = instance_seen(w, [station.poses[i] for i in idx], target.instance_id, self.cfg.min_target_pixels)
+        in_view = category_in_view(w, station.current, target.category, self.cfg.min_target_pixels)
         nav = nav_path(w, station.current, self.F, rng, g.nav_max_forward, g.nav_max_yaw_deg, g.nav_min_turn_deg)
         wp = np.zeros((self.F, 6))
         for i, p in enumerate(nav):
