@@ -8,7 +8,10 @@ of a walk from P0 toward the target (one per 0.25 m / 30°, like the controller'
 receding-horizon loop where memory holds the way so far. The context is a sparse subset of that
 stream with its source indices — the agent's farthest-point pose-coverage pick
 (`Memory.select_indices`) most of the time, a random sparse subset otherwise — and always ends with
-the current view, which is also the first target frame (paper §3.3).
+the current view, which is also the first target frame (paper §3.3). `out_of_view_prob` > 0 draws that
+share of grounding stations again until the current view shows no instance of the target category while an
+older frame of the agent's pick shows the target (`target_out_of_view`): clips that ask for context use, which
+natural draws give about 1 time in 8.
 
 - grounding clip: the path from the current pose to the target's centring pose
   (`world.centring_pose`: the nearest view point, looking at the object's centre, pitched to centre
