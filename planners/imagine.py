@@ -11,9 +11,18 @@ top-down *target belief map* in world coordinates, on the occupancy map's grid:
   `default_box_depth`), weighted by box score and path confidence. A sample without a box adds a
   weak hint (`hint_weight`) ahead of its imagined path's end;
 - where the agent looks and the detector does not fire, belief is lowered (`absence_decay`);
-- goal: the belief peak when it is above `goal_threshold` (walked to on the map's shortest path, or
-  via the frontier that best leads towards it), otherwise the frontier with the best value
-  (`value_weight` x belief near it, minus its path distance).
+- *trust*: how far this imagination is to be believed is measured online, per episode, as a Beta
+  estimate of the share of its hypotheses that come true (prior mean `trust_prior`, worth
+  `trust_strength` outcomes): a hypothesis the agent looked at from within `view_range` without the
+  detector firing is a miss, one the detector then sees the target near is a hit. Decisions read the
+  belief times trust / trust_prior, so a weak imagination soon counts for little (the search becomes
+  frontier exploration) and a good one keeps its full weight;
+- goal: the (trusted) belief peak when it is above `goal_threshold` (walked to on the map's shortest
+  path, or via the frontier that best leads towards it), otherwise the frontier with the best value
+  (`value_weight` x belief near it, minus its path distance). A frontier being walked to is kept
+  unless another one's belief is worth `switch_margin` metres more: without that, every rollout
+  re-picked the frontier, and weak hints made the agent dither between frontiers (it then lost the
+  steps exploration needs).
 
 Stop and approach are explore's: the detector (`detector=semantic|imagination`) sees the target
 centred and within `stop_distance`. With no imagination (`model=none`) it *is* frontier exploration:
@@ -63,6 +72,9 @@ class ImaginePlannerConfig(ExplorePlannerConfig):
     value_sigma: float = 1.5  # metres: how far from a frontier belief still counts as "near it"
     hypothesis_reach: float = 0.8  # drive to a navigable cell this close to the hypothesis
     execute_steps: int = 6  # actions of an imagined route executed before imagining again (no known way on the map)
+    trust_prior: float = 0.5  # prior share of hypotheses that come true (the Beta prior's mean)
+    trust_strength: float = 2.0  # outcomes the prior is worth: the Beta prior is (prior, 1 - prior) x strength
+    switch_margin: float = 1.0  # metres of belief value a new frontier must add before the kept one is dropped
 
     @property
     def needs_imagination(self) -> bool:
@@ -75,10 +87,34 @@ class ImaginePlannerConfig(ExplorePlannerConfig):
         check(self.readback in READBACKS, f"planner.readback must be one of {READBACKS.names()}, got {self.readback!r}")
         check(0.0 < self.absence_decay <= 1.0, f"planner.absence_decay must be in (0, 1], got {self.absence_decay}")
         check(self.belief_sigma > 0 and self.value_sigma > 0, "planner.belief_sigma and value_sigma must be > 0")
+        check(0.0 < self.trust_prior < 1.0, f"planner.trust_prior must be in (0, 1), got {self.trust_prior}")
+        check(self.trust_strength > 0, f"planner.trust_strength must be > 0, got {self.trust_strength}")
+        check(self.switch_margin >= 0, f"planner.switch_margin must be >= 0 metres, got {self.switch_margin}")
 
 
 BELIEF_CAP = 3.0  # agreeing hypotheses add up to this, not without bound
 VISITED_DECAY = 0.05  # belief kept around a hypothesis the agent reached and faced without a detection
+CONFIRM_M = 1.5  # a detection this close to a hypothesis makes it a hit
+CHECK_RANGE_M = 2.0  # a hypothesis in plain sight this near without a detection is a miss
+
+
+class Trust:
+    """Online Beta estimate of how often this episode's imagined hypotheses come true: prior
+    Beta(prior * strength, (1 - prior) * strength), plus one hit or miss per hypothesis checked.
+    `weight` is the mean over the prior mean (1 before any evidence), by which decisions scale the
+    belief. Hand-written: two counters, no library needed."""
+
+    def __init__(self, prior: float, strength: float) -> None:
+        self.prior, self.strength = prior, strength
+        self.hits = self.misses = 0
+
+    @property
+    def mean(self) -> float:
+        return (self.prior * self.strength + self.hits) / (self.strength + self.hits + self.misses)
+
+    @property
+    def weight(self) -> float:
+        return self.mean / self.prior
 
 
 class ImaginePlanner(ExplorePlanner):
@@ -93,6 +129,8 @@ class ImaginePlanner(ExplorePlanner):
         self.K_img = None if imagination is None else intrinsics_from_hfov(env.hfov_deg, imagination.width, imagination.height)
         self.belief: np.ndarray | None = None
         self.hypotheses: list[tuple[float, float, float]] = []  # (x, z, weight) of every boxed sample
+        self._open: list[int] = []  # indices of hypotheses not yet checked (neither hit nor miss)
+        self.trust = Trust(cfg.trust_prior, cfg.trust_strength)
         self._instruction = ""
         self._since_imagine = 0
         self._imagine_now = True
@@ -107,6 +145,8 @@ class ImaginePlanner(ExplorePlanner):
         super().reset(episode, obs, memory)
         self.belief = None
         self.hypotheses = []
+        self._open = []
+        self.trust = Trust(self.cfg.trust_prior, self.cfg.trust_strength)
         self._instruction = instruction_for(episode, obs)
         self._since_imagine = 0
         self._imagine_now = True
@@ -218,6 +258,7 @@ class ImaginePlanner(ExplorePlanner):
             xz = self._box_target(box, obs, end_xz, fwd, path_length_xz(rel))
             w = float(box.score * (0.5 + 0.5 * conf))
             self._add_blob(xz, w, self.cfg.belief_sigma)
+            self._open.append(len(self.hypotheses))
             self.hypotheses.append((float(xz[0]), float(xz[1]), w))
             if self._route is None or w > self._route[1]:
                 self._route = (rel, w, xz)
@@ -272,6 +313,41 @@ class ImaginePlanner(ExplorePlanner):
         n = self.belief.shape[0]
         cells = cells[(cells >= 0).all(axis=1) & (cells < n).all(axis=1)]
         self.belief[cells[:, 0], cells[:, 1]] *= self.cfg.absence_decay
+        if self._open:  # hypotheses in plain sight and near, the detector silent: misses
+            seen = self._in_plain_sight(np.asarray([self.hypotheses[i][:2] for i in self._open]), obs, cols, rng, fwd, right)
+            self.trust.misses += int(seen.sum())
+            self._open = [i for i, s in zip(self._open, seen) if not s]
+
+    def _in_plain_sight(self, xz: np.ndarray, obs: Observation, cols: np.ndarray, rng: np.ndarray, fwd: np.ndarray,
+                        right: np.ndarray) -> np.ndarray:
+        """Which floor points `xz` the view shows from within CHECK_RANGE_M, well inside the image's
+        sides, with nothing nearer in their depth column: a target there would be seen (the checks of
+        the trust estimate; lowering the belief is looser, along every ray)."""
+        d = xz - obs.pose.xyz[[0, 2]]
+        dist = np.linalg.norm(d, axis=1)
+        ang = np.arctan2(d @ right, d @ fwd)  # right of the optical axis is positive
+        u = self.K[0, 2] + self.K[0, 0] * np.tan(np.clip(ang, -1.5, 1.5))
+        W = obs.depth.shape[1]
+        inside = (np.abs(ang) < math.pi / 2) & (u >= 0.15 * W) & (u <= 0.85 * W) & (dist <= CHECK_RANGE_M)
+        free = rng[np.clip(np.searchsorted(cols, u) - 1, 0, len(cols) - 1)] >= dist * np.cos(ang) - self.cfg.belief_sigma
+        return inside & free
+
+    def _confirm(self, obs: Observation, box: Box2D) -> None:
+        """The detector fired: hypotheses near what it sees are hits."""
+        from planners.readback.target import target_position
+
+        if not self._open or obs.depth is None or obs.pose is None:
+            return
+        p = target_position(box, obs.depth, obs.pose, self.K)
+        if p is None:
+            return
+        near = [i for i in self._open if math.dist(self.hypotheses[i][:2], (p[0], p[2])) <= CONFIRM_M]
+        self.trust.hits += len(near)
+        self._open = [i for i in self._open if i not in near]
+
+    def trusted_belief(self) -> np.ndarray:
+        """The belief as decisions read it: times the imagination's measured trust over its prior."""
+        return self.belief * np.float32(self.trust.weight)
 
     # --------------------------------------------------------------------------- decide
     def _seen_box(self, obs: Observation) -> Box2D | None:
@@ -288,6 +364,7 @@ class ImaginePlanner(ExplorePlanner):
         if box is None:
             self._lower_in_view(obs)
         else:
+            self._confirm(obs, box)
             self._imagine_now = not getattr(self.detector, "oracle", True)  # keep looking while it fires
         return box
 
@@ -309,9 +386,10 @@ class ImaginePlanner(ExplorePlanner):
             return super()._frontier(obs)
         grid = self._grid()
         here = obs.pose.xyz[[0, 2]]
-        peak = float(self.belief.max())
+        belief = self.trusted_belief()
+        peak = float(belief.max())
         if peak >= self.cfg.goal_threshold:
-            acts, note = self._to_hypothesis(obs, grid, here)
+            acts, note = self._to_hypothesis(obs, grid, here, belief)
             if acts:
                 return acts, note
         elif self._hyp_goal is not None:
@@ -326,32 +404,42 @@ class ImaginePlanner(ExplorePlanner):
         ok = np.isfinite(dist)
         if not ok.any():
             return super()._frontier(obs)
-        smooth = ndimage.gaussian_filter(self.belief, self.cfg.value_sigma / self._map.cfg.resolution)
+        smooth = ndimage.gaussian_filter(belief, self.cfg.value_sigma / self._map.cfg.resolution)
         iz, ix = self._map.cells_of(goals).T
         # belief counts in units of the goal threshold (capped at 1): weak hints tip the choice between
         # frontiers at similar distances, a confident hypothesis is worth value_weight metres of path
-        value = self.cfg.value_weight * np.minimum(smooth[iz, ix] / self.cfg.goal_threshold, 1.0) - dist
-        value[~ok] = -np.inf
-        self._goal = goals[int(np.argmax(value))]
+        bonus = self.cfg.value_weight * np.minimum(smooth[iz, ix] / self.cfg.goal_threshold, 1.0)
+        value = np.where(ok, bonus - dist, -np.inf)
+        best = int(np.argmax(value))
+        kept = self._kept_frontier(goals, ok)
+        if kept is None or (bonus[best] - bonus[kept] > self.cfg.switch_margin and value[best] > value[kept]):
+            self._goal = goals[best]
         return super()._frontier(obs)  # keeps heading for self._goal (the best-valued frontier)
 
-    def _belief_at(self, xz: np.ndarray) -> float:
-        iz, ix = self._map.cells_of(np.asarray(xz)[None])[0]
-        return float(self.belief[iz, ix])
+    def _kept_frontier(self, goals: np.ndarray, ok: np.ndarray) -> int | None:
+        """Index in `goals` of the reachable frontier goal being walked to, if it is still one."""
+        from planners.explore import REACHED_M
 
-    def _to_hypothesis(self, obs: Observation, grid, here: np.ndarray) -> tuple[list[Action], str]:
+        if self._goal is None or self._hyp_goal is not None:
+            return None
+        d = np.linalg.norm(goals - self._goal, axis=1)
+        i = int(np.argmin(d))
+        return i if d[i] <= REACHED_M and ok[i] else None
+
+    def _to_hypothesis(self, obs: Observation, grid, here: np.ndarray, belief: np.ndarray) -> tuple[list[Action], str]:
         # keep the hypothesis being walked to until it fades or a new rollout came in (no dithering
         # between two blobs as the belief under the view is lowered step by step)
         hz = self._hyp_goal
-        if hz is None or self._video is not None or self._belief_at(hz) < self.cfg.goal_threshold:
-            iz, ix = np.unravel_index(int(np.argmax(self.belief)), self.belief.shape)
+        if hz is not None:
+            iz, ix = self._map.cells_of(hz[None])[0]
+        if hz is None or self._video is not None or belief[iz, ix] < self.cfg.goal_threshold:
+            iz, ix = np.unravel_index(int(np.argmax(belief)), belief.shape)
             hz = self._map.cfg.resolution * (np.array([ix, iz]) + 0.5) + self._map.origin
-        iz, ix = self._map.cells_of(hz[None])[0]
         self._hyp_goal = hz
         xz = grid.cell_centres(np.argwhere(grid.navigable))
         near = xz[np.linalg.norm(xz - hz, axis=1) <= self.cfg.hypothesis_reach]
         path = grid.shortest_path(here, near) if len(near) else near
-        b = float(self.belief[iz, ix])
+        b = float(belief[iz, ix])
         if len(path):
             acts = self._step_along(obs, path)
             if acts:
@@ -360,7 +448,7 @@ class ImaginePlanner(ExplorePlanner):
             err = float(wrap_angle(yaw_towards(*(hz - here)) - obs.pose.yaw))
             if abs(err) > 0.75 * math.radians(self.motion.turn_deg) and np.linalg.norm(hz - here) > 0.2:
                 return [Action.TURN_LEFT if err > 0 else Action.TURN_RIGHT], "at the imagined target -> facing it"
-            self._visited(hz)
+            self._visited(hz, checked=True)
             self._imagine_now = True
             return [], ""
         # no known way to it on the map: walk the imagined route that led there (the imagination has
@@ -397,7 +485,14 @@ class ImaginePlanner(ExplorePlanner):
             self._imagine_now = True
         return acts
 
-    def _visited(self, xz: np.ndarray) -> None:
+    def _visited(self, xz: np.ndarray, checked: bool = False) -> None:
+        """Belief around `xz` is (nearly) cleared; `checked`: the agent stood there facing it and the
+        detector did not fire, so the open hypotheses there are misses."""
+        if checked:
+            r = self.cfg.hypothesis_reach + self.cfg.belief_sigma
+            there = [i for i in self._open if math.dist(self.hypotheses[i][:2], xz) <= r]
+            self.trust.misses += len(there)
+            self._open = [i for i in self._open if i not in there]
         res = self._map.cfg.resolution
         iz, ix = self._map.cells_of(np.asarray(xz)[None])[0]
         zz, xx = np.ogrid[: self.belief.shape[0], : self.belief.shape[1]]

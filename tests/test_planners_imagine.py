@@ -35,6 +35,12 @@ def episode():
     return task_mod.make_episodes("val", 1, 0)[0]
 
 
+@pytest.fixture(scope="module")
+def explored(env, episode):
+    """Frontier exploration's first 45 steps on the episode (it sees the target and stops at step 44)."""
+    return run_episode(env, make_planner(ExplorePlannerConfig(), env, seed=0), episode, max_steps=45)
+
+
 def _noisy(env, **knobs):
     from planners.oracle import NoisyOracleImagination
 
@@ -50,8 +56,8 @@ def test_imagine_with_a_perfect_imagination_reaches_the_goal(env, episode):
     assert any("imagined target" in n for n in res.trace.notes)  # the belief, not luck, led it there
 
 
-def test_imagine_without_imagination_is_frontier_exploration(env, episode):
-    a = run_episode(env, make_planner(ExplorePlannerConfig(), env, seed=0), episode, max_steps=45)
+def test_imagine_without_imagination_is_frontier_exploration(env, episode, explored):
+    a = explored
     b = run_episode(env, make_planner(ImaginePlannerConfig(), env, None, seed=0), episode, max_steps=45)
     assert len(a.trace.actions) >= 40  # a real search (it sees the target and stops at step 44)
     assert b.trace.actions == a.trace.actions
@@ -129,3 +135,32 @@ def test_imagination_detector_votes_need_samples_that_agree(env, episode):
     assert box is not None and abs(box.center[0] - 64) < 6
     with pytest.raises(ValueError, match="min_votes"):
         ImaginationDetectorConfig(num_samples=2, min_votes=3)
+
+
+def test_imagine_with_an_imagination_that_adds_no_belief_is_exploration(env, episode, explored):
+    """Imagined videos that add nothing to the belief (no box, hints weighted 0) leave the search
+    frontier exploration action for action: a rollout re-picks the frontier only when belief is
+    worth `switch_margin` metres more (before, every rollout re-picked the nearest one, and the agent
+    dithered between frontiers)."""
+    a = explored
+    planner = make_planner(ImaginePlannerConfig(hint_weight=0.0), env, _noisy(env, p_no_box=1.0), seed=0)
+    b = run_episode(env, planner, episode, max_steps=45)
+    assert any(p.imagined for _, p in b.trace.plans)
+    assert [p.note for _, p in b.trace.plans] == [p.note for _, p in a.trace.plans]
+    assert b.trace.actions == a.trace.actions
+
+
+@pytest.mark.parametrize("p_wrong", [0.0, 1.0])
+def test_trust_in_the_imagination_is_measured_per_episode(env, episode, p_wrong):
+    """Hypotheses the agent sees near and in plain sight without a detection are misses, those the
+    detector confirms are hits: a right imagination gains trust (its belief counts more), one that
+    always sends the agent elsewhere loses it (its belief counts less)."""
+    planner = make_planner(ImaginePlannerConfig(readback="true"), env, _noisy(env, p_wrong=p_wrong), seed=0)
+    run_episode(env, planner, episode, max_steps=60, look_around=True)
+    t = planner.trust
+    assert planner.hypotheses
+    if p_wrong == 0.0:
+        assert t.hits >= 2 and t.misses == 0 and t.weight > 1.0, (t.hits, t.misses)
+    else:
+        assert t.misses >= 2 and t.hits < t.misses and t.weight < 1.0, (t.hits, t.misses)
+        assert float(planner.trusted_belief().max()) < float(planner.belief.max())
