@@ -1,7 +1,8 @@
 """Model benchmarks (one JSON line per run; the dispatcher prints the JSON line).
 
 `python -m v4s_agent.bench generate [key=value ...]`: seconds per grounding rollout, with and without
-the context cache, on CPU, and the cost of the warp geometry prior (splat + encode) per rollout.
+the context cache, on CPU, and the cost of the warp geometry prior (splat + encode) per rollout: timed
+inside navigation rollouts, the rollouts it is part of (`warp_prior_share_of_rollout`), and alone.
 
 Defaults: 16 target frames at the model resolution (64²), 16 context frames (agent camera 128², resized
 inside the pipeline as in the agent loop), 10 steps, joint CFG (batch 2). Uses the shipped tiny
@@ -65,6 +66,7 @@ def bench_generate(argv: list[str]) -> dict:
     if threads > 0:
         torch.set_num_threads(threads)
 
+    from envs.geometry import matrices_to_waypoints
     from envs.instructions import grounding_instruction
     from models.pipeline import DEFAULT_CHECKPOINT, load_default_pipeline, tiny_pipeline
     from models.types import VideoContext
@@ -89,6 +91,8 @@ def bench_generate(argv: list[str]) -> dict:
     rng = np.random.default_rng(seed)
     ctx = VideoContext(frames=rng.integers(0, 256, (n_ctx, 128, 128, 3), dtype=np.uint8),
                        indices=np.arange(n_ctx) * 5)
+    # with the context's poses and depth (a checkpoint with context_poses=true needs them in every rollout)
+    ctx, c2w_rel = _warp_inputs(ctx, frames, rng)
     instr = grounding_instruction("a small apartment", "a sofa")
     print(f"bench generate: {source}, {frames} target + {n_ctx} context frames, {steps} steps, CFG {gs}, "
           f"{torch.get_num_threads()} threads", file=sys.stderr, flush=True)
@@ -108,12 +112,22 @@ def bench_generate(argv: list[str]) -> dict:
         shape["context_latent_frames"] = int(v.meta["num_context_frames"])
         return time.perf_counter() - t
 
-    warp_ctx, c2w_rel = _warp_inputs(ctx, frames, rng)
-
     def warp() -> float:
         t = time.perf_counter()
-        pipe.warp_prior(warp_ctx, c2w_rel, frames)
+        pipe.warp_prior(ctx, c2w_rel, frames)
         return time.perf_counter() - t
+
+    waypoints = matrices_to_waypoints(c2w_rel)
+    nav_share: list[float] = []
+
+    def navigate() -> float:
+        """A navigation rollout along the bench's path; records the warp's share of it when it has one."""
+        t = time.perf_counter()
+        v = pipe(ctx, waypoints=waypoints, num_inference_steps=steps, guidance_scale=gs, seed=seed,
+                 max_context_frames=n_ctx)
+        sec = time.perf_counter() - t
+        nav_share.append(v.meta["geometry_seconds"] / sec)
+        return sec
 
     def run_other() -> float:
         t, c = time.perf_counter(), time.process_time()
@@ -121,21 +135,25 @@ def bench_generate(argv: list[str]) -> dict:
         cpu_other.append(time.process_time() - c)
         return time.perf_counter() - t
 
-    run(True)  # warm-up (allocations, text embedding cache)
+    run(True)  # warm-up (allocations, text embedding cache, the splat's compiled kernel)
     warp()
+    navigate()
     if other is not None:
         run_other()
-    with_cache, without, warps, compared = [], [], [], []
+    with_cache, without, warps, navs, compared = [], [], [], [], []
     cpu_other.clear()  # the warm-up's
+    nav_share.clear()
     for r in range(repeats):
         with_cache.append(run(True))
         warps.append(warp())
+        navs.append(navigate())
         without.append(run(False))
         if other is not None:
             compared.append(run_other())
         print(f"  repeat {r + 1}/{repeats}: cache {with_cache[-1]:.3f} s, no cache {without[-1]:.3f} s, "
-              f"warp prior {warps[-1]:.3f} s" + (f", compare {compared[-1]:.3f} s" if compared else ""),
-              file=sys.stderr, flush=True)
+              f"warp prior {warps[-1]:.3f} s, navigation {navs[-1]:.3f} s (warp {nav_share[-1]:.0%})"
+              + (f", compare {compared[-1]:.3f} s" if compared else ""), file=sys.stderr, flush=True)
+    uses_warp = pipe.settings.geometry_prior == "warp"
     a, b = statistics.median(with_cache), statistics.median(without)
     extra = {}
     if other is not None:
@@ -153,9 +171,14 @@ def bench_generate(argv: list[str]) -> dict:
             "cpu_seconds_per_rollout_no_cache": round(statistics.median(cpu[False]), 4),
             # best-of-repeats: on a shared 2-core machine the minimum is the least disturbed run
             # geometry_prior=warp: splatting the context RGB-D into every target camera + encoding it,
-            # once per rollout, as a share of the rollout (interleaved with the cached rollouts)
+            # once per navigation rollout. Its share of the navigation rollouts it is part of, timed inside
+            # each (for a checkpoint without the warp: the warp alone / (a navigation rollout + it)); and
+            # the warp alone (timed interleaved) against a grounding rollout with the cache
+            "seconds_per_navigation_rollout": round(statistics.median(navs), 4),
             "warp_prior_seconds": round(statistics.median(warps), 4),
-            "warp_prior_share_of_rollout": round(statistics.median(warps) / a, 4),
+            "warp_prior_share_of_rollout": round(statistics.median(nav_share) if uses_warp else
+                                                 statistics.median(warps) / (statistics.median(navs) + statistics.median(warps)), 4),
+            "warp_prior_vs_grounding_rollout": round(statistics.median(warps) / a, 4),
             "seconds_per_rollout_min": round(min(with_cache), 4),
             "seconds_per_rollout_no_cache_min": round(min(without), 4),
             "cache_speedup_min": round(min(without) / min(with_cache), 3),
