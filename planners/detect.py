@@ -11,8 +11,9 @@ approach and stop, imagine's stop and belief, grounding's stop when asked):
   a grounding rollout from the current view fires when its box frames show a confident red box and
   its read-back camera path is (nearly) zero, i.e. the imagination says "the target is right here",
   in at least `min_votes` of its samples with the same box (independently seeded samples agree: a
-  weak model's box that follows its noise rather than the view does not fire). It works on every
-  backend.
+  weak model's box that follows its noise rather than the view does not fire), and, when
+  `confirm_rollouts` > 0, again in that many fresh rollouts from the same view (newly seeded: the
+  check repeated over time, paid only when the first rollout fires). It works on every backend.
 
 `DETECTORS` is the registry. A detector is a class built from (its config dataclass, env,
 imagination) with `reset(episode, obs)` at the start of an episode and `__call__(obs, memory, video)
@@ -108,6 +109,8 @@ class ImaginationDetectorConfig:
     context_frames: int = 8
     min_votes: int = 1  # samples whose boxes agree (IoU >= agree_iou) before it fires; <= num_samples
     agree_iou: float = 0.5
+    confirm_rollouts: int = 0  # fresh rollouts from the same view that must each fire on the same box (IoU >= agree_iou)
+    min_object_share: float = 0.0  # share of the box's pixels that must stand above the floor (by depth), else no fire
 
     def __post_init__(self) -> None:
         from planners.readback import READBACKS
@@ -118,6 +121,8 @@ class ImaginationDetectorConfig:
         check(self.readback in READBACKS, f"detector.readback must be one of {READBACKS.names()}, got {self.readback!r}")
         check(1 <= self.min_votes <= self.num_samples, f"detector.min_votes must be in [1, num_samples={self.num_samples}], got {self.min_votes}")
         check(0.0 < self.agree_iou <= 1.0, f"detector.agree_iou must be in (0, 1], got {self.agree_iou}")
+        check(self.confirm_rollouts >= 0, f"detector.confirm_rollouts must be >= 0, got {self.confirm_rollouts}")
+        check(0.0 <= self.min_object_share <= 1.0, f"detector.min_object_share must be in [0, 1], got {self.min_object_share}")
 
 
 class ImaginationDetector:
@@ -141,6 +146,8 @@ class ImaginationDetector:
         self.imagination = imagination
         self.K_img = intrinsics_from_hfov(env.hfov_deg, imagination.width, imagination.height)
         self.K_obs = intrinsics_of(env)
+        # the camera's height above the floor: with depth, it tells the box's object pixels from floor
+        self.camera_height: float | None = getattr(getattr(env, "cfg", None), "sensor_height", None)
         self._instruction = ""
         self._calls = 0
 
@@ -170,7 +177,13 @@ class ImaginationDetector:
             video = self.imagine(memory) if memory is not None else None
             if video is None:
                 return None
-        return self.box_of(video, obs)
+        box = self.box_of(video, obs)
+        for _ in range(self.cfg.confirm_rollouts if box is not None else 0):
+            again = self.imagine(memory) if memory is not None else None
+            other = self.box_of(again, obs) if again is not None else None
+            if other is None or other.iou(box) < self.cfg.agree_iou:
+                return None
+        return box
 
     def box_of(self, video: ImaginedVideo, obs: Observation) -> Box2D | None:
         from models.red_box import detect_red_box
@@ -193,8 +206,33 @@ class ImaginationDetector:
             return None
         best = here[max(votes)[2]]
         H, W = obs.rgb.shape[:2]
-        return best.scaled(W / self.imagination.width, H / self.imagination.height)
+        return self.object_pixels(best.scaled(W / self.imagination.width, H / self.imagination.height), obs)
 
+    def object_pixels(self, box: Box2D, obs: Observation) -> Box2D | None:
+        """`box` with a mask of its pixels that stand above the floor by the current depth (the stop
+        rule then measures the range to those, not to the floor in front of them); None when fewer
+        than `min_object_share` of its pixels do (a box on bare floor frames no object). Unchanged
+        without depth or a known camera height."""
+        from envs.geometry import backproject_depth, pose_to_matrix
+
+        if obs.depth is None or self.camera_height is None or obs.depth.shape != obs.rgb.shape[:2]:
+            return box
+        H, W = obs.depth.shape
+        x0, x1 = int(np.clip(box.x0, 0, W - 1)), int(np.clip(np.ceil(box.x1), 1, W))
+        y0, y1 = int(np.clip(box.y0, 0, H - 1)), int(np.clip(np.ceil(box.y1), 1, H))
+        pts = backproject_depth(obs.depth.astype(np.float32), self.K_obs)[y0:y1, x0:x1]
+        R = pose_to_matrix(obs.pose)[:3, :3] if obs.pose is not None else np.eye(3)
+        height = self.camera_height + pts.reshape(-1, 3) @ R[1]  # world up component of each point, from the floor
+        d = obs.depth[y0:y1, x0:x1].reshape(-1)
+        above = (height > OBJECT_MIN_HEIGHT) & np.isfinite(d) & (d > 0)
+        if above.sum() < max(3, self.cfg.min_object_share * len(above)):
+            return None
+        mask = np.zeros((H, W), dtype=bool)
+        mask[y0:y1, x0:x1] = above.reshape(y1 - y0, x1 - x0)
+        return Box2D(box.x0, box.y0, box.x1, box.y1, box.score, box.label, box.instance_id, mask=mask)
+
+
+OBJECT_MIN_HEIGHT = 0.1  # metres above the floor from which a box's pixel counts as object, not floor
 
 DETECTORS = Registry("detector", key="detector")
 DETECTORS.register("semantic", SemanticDetector, SemanticDetectorConfig)

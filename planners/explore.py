@@ -163,7 +163,7 @@ class ExplorePlanner:
         if box is not None:
             self._pending = []
             self._unseen = 0
-            if should_stop(box, obs.depth, W, H, self.cfg.gamma, self.cfg.stop_distance, self.K):
+            if self._stop_here(box, obs):
                 return [Action.STOP], "target centred within stop distance -> STOP"
             self._detour = max(0, self._detour - 1)
             if self._detour == 0 and target_range(box, obs.depth, self.K) <= self.cfg.stop_distance + NEAR_TURN_M:
@@ -207,6 +207,11 @@ class ExplorePlanner:
         if self.cfg.strategy == "random":
             return self._random(obs)
         return self._frontier(obs)
+
+    def _stop_here(self, box: Box2D, obs: Observation) -> bool:
+        """The shared stop rule on the detector's box (the imagine planner asks a model detector twice)."""
+        H, W = obs.rgb.shape[:2]
+        return should_stop(box, obs.depth, W, H, self.cfg.gamma, self.cfg.stop_distance, self.K)
 
     def _random(self, obs: Observation) -> tuple[list[Action], str]:
         if self._free(obs, 0) and self.rng.random() > 0.1:

@@ -75,6 +75,7 @@ class ImaginePlannerConfig(ExplorePlannerConfig):
     trust_prior: float = 0.5  # prior share of hypotheses that come true (the Beta prior's mean)
     trust_strength: float = 2.0  # outcomes the prior is worth: the Beta prior is (prior, 1 - prior) x strength
     switch_margin: float = 1.0  # metres of belief value a new frontier must add before the kept one is dropped
+    stop_checks: int = 2  # consecutive checks of a model detector that must pass the stop rule on one spot before STOP
 
     @property
     def needs_imagination(self) -> bool:
@@ -90,12 +91,14 @@ class ImaginePlannerConfig(ExplorePlannerConfig):
         check(0.0 < self.trust_prior < 1.0, f"planner.trust_prior must be in (0, 1), got {self.trust_prior}")
         check(self.trust_strength > 0, f"planner.trust_strength must be > 0, got {self.trust_strength}")
         check(self.switch_margin >= 0, f"planner.switch_margin must be >= 0 metres, got {self.switch_margin}")
+        check(self.stop_checks >= 1, f"planner.stop_checks must be >= 1, got {self.stop_checks}")
 
 
 BELIEF_CAP = 3.0  # agreeing hypotheses add up to this, not without bound
 VISITED_DECAY = 0.05  # belief kept around a hypothesis the agent reached and faced without a detection
 CONFIRM_M = 1.5  # a detection this close to a hypothesis makes it a hit
 CHECK_RANGE_M = 2.0  # a hypothesis in plain sight this near without a detection is a miss
+SAME_SPOT_M = 0.5  # two stop-rule passes of a model detector agree when their targets are this close
 
 
 class Trust:
@@ -130,6 +133,7 @@ class ImaginePlanner(ExplorePlanner):
         self.belief: np.ndarray | None = None
         self.hypotheses: list[tuple[float, float, float]] = []  # (x, z, weight) of every boxed sample
         self._open: list[int] = []  # indices of hypotheses not yet checked (neither hit nor miss)
+        self._passes: list[np.ndarray] = []  # target xz of a model detector's consecutive stop-rule passes
         self.trust = Trust(cfg.trust_prior, cfg.trust_strength)
         self._instruction = ""
         self._since_imagine = 0
@@ -146,6 +150,7 @@ class ImaginePlanner(ExplorePlanner):
         self.belief = None
         self.hypotheses = []
         self._open = []
+        self._passes = []
         self.trust = Trust(self.cfg.trust_prior, self.cfg.trust_strength)
         self._instruction = instruction_for(episode, obs)
         self._since_imagine = 0
@@ -362,11 +367,33 @@ class ImaginePlanner(ExplorePlanner):
         else:
             return None  # not consulted between rollouts: no evidence either way
         if box is None:
+            self._passes = []  # a check without a fire breaks the run of consecutive passes
             self._lower_in_view(obs)
         else:
             self._confirm(obs, box)
             self._imagine_now = not getattr(self.detector, "oracle", True)  # keep looking while it fires
         return box
+
+    def _stop_here(self, box: Box2D, obs: Observation) -> bool:
+        """A model detector must pass the stop rule at `stop_checks` consecutive checks (each a fresh
+        rollout, newly seeded) on the same spot (targets within SAME_SPOT_M): a weak model's box
+        follows its sampling noise, so one pass is weak evidence, and a wrong STOP ends the episode.
+        Between the checks the agent keeps approaching, and imagines again at once."""
+        if not super()._stop_here(box, obs):
+            self._passes = []
+            return False
+        if getattr(self.detector, "oracle", True) or self.cfg.stop_checks <= 1:
+            return True
+        from planners.readback.target import target_position
+
+        p = target_position(box, obs.depth, obs.pose, self.K) if obs.depth is not None and obs.pose is not None else None
+        if p is None:
+            return False
+        if self._passes and np.linalg.norm(self._passes[-1] - p[[0, 2]]) > SAME_SPOT_M:
+            self._passes = []
+        self._passes.append(p[[0, 2]])
+        self._imagine_now = True
+        return len(self._passes) >= self.cfg.stop_checks
 
     def _close_ahead(self, obs: Observation) -> bool:
         """Whether the centred part of the view (|x - W/2| <= gamma/2 W, above the floor's nearest rows)

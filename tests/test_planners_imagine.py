@@ -164,3 +164,41 @@ def test_trust_in_the_imagination_is_measured_per_episode(env, episode, p_wrong)
     else:
         assert t.misses >= 2 and t.hits < t.misses and t.weight < 1.0, (t.hits, t.misses)
         assert float(planner.trusted_belief().max()) < float(planner.belief.max())
+
+
+def test_imagination_detector_keeps_the_box_pixels_above_the_floor(env, episode):
+    """The depth at the model's box tells object from floor: the stop rule measures the range to the
+    pixels standing above the floor, and a box on bare floor (min_object_share) does not fire."""
+    from envs.types import Box2D
+    from planners.detect import ImaginationDetectorConfig, make_detector
+
+    obs = env.reset(episode)
+    det = make_detector("imagination", ImaginationDetectorConfig(min_object_share=0.5), env=env, imagination=_noisy(env))
+    floor = Box2D(0, 112, 128, 128, 0.9)  # the bottom rows: floor about 1.3 m ahead of a 0.88 m high camera
+    assert det.object_pixels(floor, obs) is None
+    upper = det.object_pixels(Box2D(40, 16, 88, 56, 0.9), obs)  # above the horizon: everything stands above the floor
+    assert upper is not None and upper.mask[16:56, 40:88].all() and upper.mask.sum() == 48 * 40
+    tall = det.object_pixels(Box2D(40, 16, 88, 128, 0.9), obs)  # down to the floor in front of the agent
+    assert tall is not None and tall.mask[16:56, 40:88].all() and not tall.mask[120:, 40:88].any()
+
+
+def test_a_model_detector_must_pass_the_stop_rule_twice_on_one_spot(env, episode):
+    """With a model as the detector, one pass of the stop rule is not a STOP: the next check (a fresh
+    rollout) must pass on the same spot; a check without a fire starts over. Oracle detection stops at once."""
+    from envs.types import Box2D
+    from planners.detect import make_detector, semantic_box
+
+    env.reset(episode)
+    obs = env.render_at(env.centring_pose(episode.target_instance_ids[0], pitch=False))
+    box = semantic_box(obs.semantic, tuple(episode.target_instance_ids))
+    imag = _noisy(env)
+    model = make_planner(ImaginePlannerConfig(), env, imag, seed=0, detector=make_detector("imagination", env=env, imagination=imag))
+    oracle = make_planner(ImaginePlannerConfig(), env, imag, seed=0)
+    for p in (model, oracle):
+        p.reset(episode, obs, Memory())
+    assert oracle._stop_here(box, obs)
+    assert not model._stop_here(box, obs) and model._stop_here(box, obs)
+    model._passes = []
+    assert not model._stop_here(box, obs)
+    off_centre = Box2D(0.0, box.y0, 6.0, box.y1, 1.0)  # fails the rule: the run of passes starts over
+    assert not model._stop_here(off_centre, obs) and not model._stop_here(box, obs)

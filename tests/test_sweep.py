@@ -53,3 +53,17 @@ def test_sweep_rejects_unknown_settings():
 
     with pytest.raises(SweepError, match="unknown dial setting"):
         eval_sweep(["settings=q42"])
+
+
+def test_sweep_runs_the_shipped_model_as_its_own_detector():
+    """With the shipped model, the sweep also runs `imagine` with detector=imagination (the rules'
+    third row), on the same episodes as the other rows."""
+    from v4s_agent.sweep import SweepConfig, agent_overrides, sweep_jobs
+
+    cfg = SweepConfig(settings="q100", planners="imagine", episodes=3)
+    jobs = sweep_jobs(cfg)
+    assert ("agent", "shipped", "imagine+imagination") in jobs and ("agent", "q100", "imagine+imagination") not in jobs
+    ov = agent_overrides(cfg, "shipped", "imagine+imagination")
+    assert "planner=imagine" in ov and "model=tiny" in ov and "detector=imagination" in ov and "episodes=3" in ov
+    assert not any(o.startswith("detector=") for o in agent_overrides(cfg, "shipped", "imagine"))
+    assert ("agent", "shipped", "imagine+imagination") not in sweep_jobs(SweepConfig(settings="q100", model_detector=False))

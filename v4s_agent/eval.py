@@ -5,7 +5,8 @@
                 -> success, spl, soft_spl, distance_to_goal, seconds_per_plan, episodes
   imagination   split=test episodes=N  (v4s_agent/eval_imagination.py: eval_imagination(argv) -> dict)
   sweep         split=test episodes=40 settings=all planners=imagine,grounding out=outputs/sweep
-                -> agent SR/SPL against imagination IF over the model=oracle_noisy dial (v4s_agent/sweep.py)
+                -> agent SR/SPL against imagination IF over the model=oracle_noisy dial, plus explore and the
+                   shipped model (imagine, grounding, imagine with detector=imagination) (v4s_agent/sweep.py)
   detector      detector=imagination model=tiny split=val episodes=N  (v4s_agent/eval_detector.py)
                 -> how often the stop fires facing the target, turned away from it, and at the start
 

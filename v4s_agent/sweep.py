@@ -6,8 +6,9 @@ episodes, the sweep measures
 - the imagination's IF with the imagination evaluator (`eval imagination`, v4s_agent/eval_imagination.py), and
 - the agent's success and SPL (means with standard errors) for each planner in `planners=`
   (default `imagine` with oracle detection and `grounding` with its own imagination detector),
-plus the same for the shipped model (`shipped=true`) and frontier exploration without imagination
-(`explore=true`, the line to beat). One JSON line per measurement is appended to `<out>/sweep.jsonl`
+plus the same for the shipped model (`shipped=true`; with `model_detector=true` also `imagine` with the
+model as its own detector, `detector=imagination`, planner label `imagine+imagination`) and frontier
+exploration without imagination (`explore=true`, the line to beat). One JSON line per measurement is appended to `<out>/sweep.jsonl`
 as it finishes (a rerun skips what is there; agent runs also resume per episode), then
 `<out>/sweep.png` plots SR and SPL against IF, and one summary line goes to stdout: the IF above
 which `imagine` beats exploration, and whether success rises with IF within the standard errors.
@@ -50,6 +51,7 @@ class SweepConfig:
     settings: str | None = "all"  # "all", "none" (only shipped / explore) or a comma list of DIAL names
     planners: str = "imagine,grounding"
     shipped: bool = True  # also the shipped tiny model (model=tiny)
+    model_detector: bool = True  # with shipped: also imagine + the shipped model as its own detector (detector=imagination)
     explore: bool = True  # also frontier exploration without imagination (model=none)
     out: str = "outputs/sweep"
     max_steps: int = 120
@@ -152,20 +154,38 @@ def measure_if(cfg: SweepConfig, setting: str) -> dict[str, Any]:
     return {k: r[k] for k in ("IF", "IF_box", "SD", "box_found", "episodes")}
 
 
-def measure_agent(cfg: SweepConfig, setting: str, planner: str) -> dict[str, Any]:
-    from planners.base import PlannerError
-    from v4s_agent.config import compose_run_config
-    from v4s_agent.run import SetupError, run_episodes
-
+def agent_overrides(cfg: SweepConfig, setting: str, planner: str) -> list[str]:
+    """`v4s_agent.run` overrides of one agent row; `planner` is a planner name, or NAME+DETECTOR."""
     if setting == EXPLORE:
         model = ["model=none"]
     elif setting == SHIPPED:
         model = ["model=tiny"]
     else:
         model = dial_model_overrides(setting)
-    ov = [f"planner={planner}", *model, f"split={cfg.split}", f"episodes={cfg.episodes}", f"seed={cfg.seed}",
-          f"max_steps={cfg.max_steps}", "rerun=false", "gif=false", "resume=true", f"run_name=sweep-{setting}-{planner}",
-          f"output_dir={Path(cfg.out) / f'{setting}-{planner}'}"]
+    name, _, detector = planner.partition("+")
+    return [f"planner={name}", *model, *([f"detector={detector}"] if detector else []), f"split={cfg.split}",
+            f"episodes={cfg.episodes}", f"seed={cfg.seed}", f"max_steps={cfg.max_steps}", "rerun=false", "gif=false",
+            "resume=true", f"run_name=sweep-{setting}-{planner}", f"output_dir={Path(cfg.out) / f'{setting}-{planner}'}"]
+
+
+def sweep_jobs(cfg: SweepConfig) -> list[tuple[str, str, str]]:
+    """(kind, setting, planner) of every measurement, in the order they run."""
+    settings = ([SHIPPED] if cfg.shipped else []) + cfg.setting_names()
+    jobs: list[tuple[str, str, str]] = [("agent", EXPLORE, "explore")] if cfg.explore else []
+    for s in settings:
+        jobs.append(("imagination", s, ""))
+        jobs += [("agent", s, p) for p in cfg.planner_names()]
+        if s == SHIPPED and cfg.model_detector:
+            jobs.append(("agent", s, "imagine+imagination"))
+    return jobs
+
+
+def measure_agent(cfg: SweepConfig, setting: str, planner: str) -> dict[str, Any]:
+    from planners.base import PlannerError
+    from v4s_agent.config import compose_run_config
+    from v4s_agent.run import SetupError, run_episodes
+
+    ov = agent_overrides(cfg, setting, planner)
     try:
         if cfg.executor == "local" and cfg.num_workers == 1:
             outcome = run_episodes(compose_run_config(ov), record=False)
@@ -228,7 +248,7 @@ def plot_sweep(rows: list[dict], summary: dict[str, Any], path: Path) -> None:
     ifs = {r["setting"]: r["IF"] for r in rows if r["kind"] == "imagination"}
     agents = [r for r in rows if r["kind"] == "agent"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    colours = {"imagine": "tab:blue", "grounding": "tab:orange"}
+    colours = {"imagine": "tab:blue", "grounding": "tab:orange", "imagine+imagination": "tab:green"}
     for ax, key, label in ((axes[0], "success", "success rate"), (axes[1], "spl", "SPL")):
         for planner, c in colours.items():
             pts = sorted((ifs[r["setting"]], r[key], r[f"{key}_se"]) for r in agents
@@ -266,12 +286,7 @@ def eval_sweep(argv: list[str]) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     table = out / "sweep.jsonl"
     done = _done(table)
-    settings = ([SHIPPED] if cfg.shipped else []) + cfg.setting_names()
-    jobs: list[tuple[str, str, str]] = [("agent", EXPLORE, "explore")] if cfg.explore else []
-    for s in settings:
-        jobs.append(("imagination", s, ""))
-        jobs += [("agent", s, p) for p in cfg.planner_names()]
-    for kind, setting, planner in jobs:
+    for kind, setting, planner in sweep_jobs(cfg):
         key = f"{kind}/{setting}/{planner}/{cfg.split}/{cfg.seed}/{cfg.episodes if kind == 'agent' else cfg.if_episodes}"
         if key in done:
             continue
