@@ -11,9 +11,9 @@ approach and stop, imagine's stop and belief, grounding's stop when asked):
   a grounding rollout from the current view fires when its box frames show a confident red box and
   its read-back camera path is (nearly) zero, i.e. the imagination says "the target is right here",
   in at least `min_votes` of its samples with the same box (independently seeded samples agree: a
-  weak model's box that follows its noise rather than the view does not fire), and, when
-  `confirm_rollouts` > 0, again in that many fresh rollouts from the same view (newly seeded: the
-  check repeated over time, paid only when the first rollout fires). It works on every backend.
+  weak model's box that follows its noise rather than the view does not fire). The box's pixels that
+  stand above the floor (by the current depth) are its mask, so the stop rule measures the range to
+  an object, not to the floor in front of it. It works on every backend.
 
 `DETECTORS` is the registry. A detector is a class built from (its config dataclass, env,
 imagination) with `reset(episode, obs)` at the start of an episode and `__call__(obs, memory, video)
@@ -109,7 +109,6 @@ class ImaginationDetectorConfig:
     context_frames: int = 8
     min_votes: int = 1  # samples whose boxes agree (IoU >= agree_iou) before it fires; <= num_samples
     agree_iou: float = 0.5
-    confirm_rollouts: int = 0  # fresh rollouts from the same view that must each fire on the same box (IoU >= agree_iou)
     min_object_share: float = 0.0  # share of the box's pixels that must stand above the floor (by depth), else no fire
 
     def __post_init__(self) -> None:
@@ -121,7 +120,6 @@ class ImaginationDetectorConfig:
         check(self.readback in READBACKS, f"detector.readback must be one of {READBACKS.names()}, got {self.readback!r}")
         check(1 <= self.min_votes <= self.num_samples, f"detector.min_votes must be in [1, num_samples={self.num_samples}], got {self.min_votes}")
         check(0.0 < self.agree_iou <= 1.0, f"detector.agree_iou must be in (0, 1], got {self.agree_iou}")
-        check(self.confirm_rollouts >= 0, f"detector.confirm_rollouts must be >= 0, got {self.confirm_rollouts}")
         check(0.0 <= self.min_object_share <= 1.0, f"detector.min_object_share must be in [0, 1], got {self.min_object_share}")
 
 
@@ -177,13 +175,7 @@ class ImaginationDetector:
             video = self.imagine(memory) if memory is not None else None
             if video is None:
                 return None
-        box = self.box_of(video, obs)
-        for _ in range(self.cfg.confirm_rollouts if box is not None else 0):
-            again = self.imagine(memory) if memory is not None else None
-            other = self.box_of(again, obs) if again is not None else None
-            if other is None or other.iou(box) < self.cfg.agree_iou:
-                return None
-        return box
+        return self.box_of(video, obs)
 
     def box_of(self, video: ImaginedVideo, obs: Observation) -> Box2D | None:
         from models.red_box import detect_red_box
