@@ -170,7 +170,7 @@ def agent_overrides(cfg: SweepConfig, setting: str, planner: str) -> list[str]:
 
 def sweep_jobs(cfg: SweepConfig) -> list[tuple[str, str, str]]:
     """(kind, setting, planner) of every measurement, in the order they run."""
-    settings = ([SHIPPED] if cfg.shipped else []) + cfg.setting_names()
+    settings = cfg.setting_names() + ([SHIPPED] if cfg.shipped else [])  # the dial's quick rows first
     jobs: list[tuple[str, str, str]] = [("agent", EXPLORE, "explore")] if cfg.explore else []
     for s in settings:
         jobs.append(("imagination", s, ""))
