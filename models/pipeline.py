@@ -42,9 +42,10 @@ from models.conditioning import (
 from models.text_encoders import MiniLMTextEncoder, TextEncoder, UMT5TextEncoder, load_text_encoder
 from models.transformer import V4STransformer, wan22_ti2v_5b_config
 from models.types import ImaginedVideo, VideoContext
-from models.warp import warp_frames
+from models.warp import composite, warp_frames
 
 GEOMETRY_PRIORS = ("none", "warp")
+COMPOSITES = ("none", "warp")
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "v4s-tiny"
 TINY_CODEC_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "tiny-codec"
@@ -76,6 +77,12 @@ class ImaginationConfig:
     # geometry_prior: "warp" = in navigation, the context RGB-D frames splatted into every target camera
     # (models.warp), encoded, with a validity mask, through the transformer's geometry layer; "none" = off
     geometry_prior: str = "none"
+    # composite: "warp" = in navigation, the model's frames keep their pixels only where the context's RGB-D
+    # splat (models.warp) has none (the holes: what the 3D cache does not see); the splatted pixels come from
+    # the cache, filtered by a coverage-normalised Gaussian of σ = composite_smooth pixels. "none" = the
+    # decoded frames as they are. Needs the context's depth and poses, like geometry_prior=warp
+    composite: str = "none"
+    composite_smooth: float = 0.0
     # navigation cameras are relative to this target frame: "first" (how the shipped tiny model was
     # trained) or "random" (drawn from the sampling seed among the frames with a camera; paper §6.4)
     zero_pose: str = "first"
@@ -92,7 +99,9 @@ class ImaginationConfig:
         if self.guidance_scale < 0:
             raise ValueError("guidance_scale must be >= 0 (<= 1 disables CFG)")
         check_one_of(self, context_latents=("frame", "group"), geometry_prior=GEOMETRY_PRIORS, zero_pose=ZERO_POSE_MODES,
-                     text_encoder=("minilm", "umt5"))
+                     text_encoder=("minilm", "umt5"), composite=COMPOSITES)
+        if self.composite_smooth < 0:
+            raise ValueError(f"composite_smooth must be >= 0 (pixels), got {self.composite_smooth}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImaginationConfig:
@@ -211,31 +220,41 @@ class ImaginationPipeline(DiffusionPipeline):
         origin = c2w[-1] if origin is None else np.asarray(origin, dtype=np.float64)
         return plucker_latent(np.linalg.inv(origin)[None] @ c2w, list(range(len(c2w))), self.settings.hfov_deg, h, w)
 
-    def geometry_for(self, context: VideoContext, c2w_rel: np.ndarray | None, num_frames: int) -> torch.Tensor | None:
+    def geometry_for(self, context: VideoContext, c2w_rel: np.ndarray | None, num_frames: int,
+                     view: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor | None:
         """(geometry_channels, Fl, h, w) geometry prior of the target frames: the context RGB-D frames
         splatted into each target camera (`c2w_rel`, relative to the current view; holes filled from
         the current view), encoded like a target clip, and the share of splatted pixels per latent
-        pixel. Zeros without target cameras (grounding, the unconditional branch); None when off."""
+        pixel. Zeros without target cameras (grounding, the unconditional branch); None when off.
+        `view`: the splat when already made (`warp_view`)."""
         if self.settings.geometry_prior == "none":
             return None
         h, w = self.latent_hw
         fl = self.codec.num_latent_frames(num_frames)
         if c2w_rel is None:
             return torch.zeros(self.geometry_channels, fl, h, w)
-        return self.warp_prior(context, c2w_rel, num_frames)
+        return self.warp_prior(context, c2w_rel, num_frames, view)
 
-    def warp_prior(self, context: VideoContext, c2w_rel: np.ndarray, num_frames: int) -> torch.Tensor:
-        """The warp geometry prior (see `geometry_for`), whatever `settings.geometry_prior` says."""
-        h, w = self.latent_hw
+    def warp_view(self, context: VideoContext, c2w_rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the 3D cache sees: the context RGB-D frames splatted into each target camera (`c2w_rel`,
+        relative to the current view) at the model resolution, holes filled from the current view, and
+        the validity mask ((F, H, W, 3) uint8, (F, H, W) bool)."""
         if context.depths is None or context.poses is None:
             missing = "depth" if context.depths is None else "poses"
-            raise ValueError(f"geometry_prior=warp needs the context frames' {missing}: this camera gives none "
-                             f"(use a depth camera, or a checkpoint with geometry_prior=none)")
+            who = "geometry_prior=warp" if self.settings.geometry_prior == "warp" else "composite=warp"
+            raise ValueError(f"{who} needs the context frames' {missing}: this camera gives none (use a depth "
+                             f"camera, or a checkpoint with geometry_prior=none composite=none)")
         s = self.settings
         frames = resize_frames(context.frames, s.height, s.width)
         c2w = np.asarray(context.poses, dtype=np.float64)
-        images, valid = warp_frames(frames, context.depths, c2w, c2w[-1][None] @ np.asarray(c2w_rel), s.hfov_deg,
-                                    fill=frames[-1])
+        return warp_frames(frames, context.depths, c2w, c2w[-1][None] @ np.asarray(c2w_rel), s.hfov_deg,
+                           fill=frames[-1])
+
+    def warp_prior(self, context: VideoContext, c2w_rel: np.ndarray, num_frames: int,
+                   view: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+        """The warp geometry prior (see `geometry_for`), whatever `settings.geometry_prior` says."""
+        h, w = self.latent_hw
+        images, valid = self.warp_view(context, c2w_rel) if view is None else view
         latents = self.encode_frames(images)[0].float().cpu()
         sources = self.codec.latent_frame_sources(num_frames)
         mask = torch.from_numpy(valid[sources].astype(np.float32))[:, None]  # Fl, 1, H, W
@@ -371,7 +390,7 @@ class ImaginationPipeline(DiffusionPipeline):
         if steps < 1:
             raise ValueError("num_inference_steps must be >= 1")
         gs = float(s.guidance_scale if guidance_scale is None else guidance_scale)
-        if waypoints is not None and s.geometry_prior != "none" and isinstance(context, VideoContext):
+        if waypoints is not None and "warp" in (s.geometry_prior, s.composite) and isinstance(context, VideoContext):
             # the warp prior splats every context frame at the model resolution: resize them once for it
             # and the context latents (the same frames, so the same latents)
             context = replace(context, frames=resize_frames(context.frames, s.height, s.width))
@@ -398,13 +417,20 @@ class ImaginationPipeline(DiffusionPipeline):
             camera = self.camera_for(None, s.num_frames)
         text = self.text_encoder.encode([prompt])
         t_geo = time.perf_counter()
-        geometry = self.geometry_for(context, c2w_rel, s.num_frames)
+        view = None  # the splat, made once for the prior and the composite
+        if c2w_rel is not None and "warp" in (s.geometry_prior, s.composite):
+            view = self.warp_view(context, c2w_rel)
+        geometry = self.geometry_for(context, c2w_rel, s.num_frames, view)
         t_geo = time.perf_counter() - t_geo
         latents, meta = self.denoise(ctx_lat, ctx_idx, text, camera, num_samples, steps, gs, seed, use_context_cache,
                                      context_cfg=context_cfg, context_camera=ctx_cam, geometry=geometry)
-        meta["geometry_seconds"] = t_geo
         video = self.codec.decode_target(latents.float(), s.num_frames)  # S, 3, F, H, W
         frames = tensor_to_frames(video.permute(0, 2, 1, 3, 4))
+        if view is not None and s.composite == "warp":
+            t_comp = time.perf_counter()
+            frames = composite(frames, *view, smooth=s.composite_smooth)
+            t_geo += time.perf_counter() - t_comp
+        meta["geometry_seconds"] = t_geo  # the 3D cache's whole cost: splat, encode, composite
         meta.update(steps=steps, guidance_scale=gs, seed=seed, num_context_frames=int(ctx_lat.shape[2]),
                     context_indices=ctx_idx.tolist(), reference_frame=reference)
         return ImaginedVideo(frames=frames, mode=mode, instruction=prompt if mode == "grounding" else "",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import numpy as np
 import torch
 
@@ -213,3 +214,18 @@ def warp_frames(frames: np.ndarray, depths: np.ndarray, src_c2w: np.ndarray, tgt
     if fill.shape != images.shape[1:]:
         raise ValueError(f"fill frame must be {images.shape[1:]}, got {fill.shape}")
     return np.where(valid[..., None], images, fill[None]), valid
+
+
+def composite(frames: np.ndarray, warped: np.ndarray, valid: np.ndarray, smooth: float = 0.0) -> np.ndarray:
+    """Generated frames (..., F, H, W, 3) uint8 with the pixels the 3D cache knows put back: `warped`
+    where `valid` ((F, H, W, 3), (F, H, W)), the generated pixels elsewhere (the holes: what the cache
+    does not see). `smooth` > 0 (pixels) first filters the splatted pixels with a Gaussian of that σ
+    normalised by the splat's coverage (a reconstruction filter for point splats: each pixel holds one
+    nearest point, aliased; the holes do not bleed in)."""
+    cache = warped.astype(np.float32)
+    if smooth > 0:
+        cover = np.asarray(valid, dtype=np.float32)
+        num = np.stack([cv2.GaussianBlur(c * m[..., None], (0, 0), smooth) for c, m in zip(cache, cover)])
+        den = np.stack([cv2.GaussianBlur(m, (0, 0), smooth) for m in cover])[..., None]
+        cache = np.round(num / np.maximum(den, 1e-12))  # den > 0 wherever valid
+    return np.where(np.asarray(valid)[..., None], cache, frames).astype(np.uint8)

@@ -88,6 +88,9 @@ def test_end_to_end_random_model():
             assert 0.0 <= v <= 1.0, (k, v)
         if k.startswith("SD"):
             assert 0.0 <= v <= cfg.sd_unmatched_m, (k, v)
+        if k.startswith("psnr_nav_minus_"):  # paired gains: the model's PSNR minus the baseline's, case by case
+            assert v == pytest.approx(out["psnr_nav"] - out["psnr_" + k.removeprefix("psnr_nav_minus_")]), k
+            continue
         if k.startswith("psnr"):  # psnr_*_per_frame: one value per frame index
             for x in v if isinstance(v, list) else [v]:
                 assert 0.0 < x <= 100.0 and math.isfinite(x), (k, v)
@@ -106,6 +109,7 @@ def test_end_to_end_random_model():
     # the warp baseline (navigation only) knows the scene's geometry: it beats repeating the current view
     assert "IF_warp" not in out
     assert out["psnr_warp"] > out["psnr_copy_last"] + 2.0
+    assert out["psnr_warp_filtered"] == out["psnr_warp"]  # this pipeline's composite filter is off (σ 0)
     assert out["skipped"] == 0 and out["skipped_reasons"] == {}
 
 

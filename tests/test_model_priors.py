@@ -20,7 +20,7 @@ from models.clipstore import write_shard
 from models.pipeline import ImaginationPipeline, tiny_pipeline
 from models.train import main as train_main
 from models.types import VideoContext
-from models.warp import splat, warp_frames
+from models.warp import composite, splat, warp_frames
 
 torch.set_num_threads(2)
 HFOV = 79.0
@@ -97,6 +97,23 @@ def test_splat_gives_the_pixels_of_the_vectorised_torch_version():
         assert np.array_equal(valid, ref[f"valid_{k}"]) and np.array_equal(img, ref[f"images_{k}"]), k
 
 
+def test_composite_keeps_the_splat_and_fills_the_holes_from_the_model():
+    """Splatted pixels come from the cache, holes from the generated frames; the smoothing filter is
+    normalised by the splat's coverage, so a flat splat stays flat and the hole fill never bleeds in."""
+    rng = np.random.default_rng(0)
+    valid = np.ones((2, 8, 8), bool)
+    valid[:, :, :3] = False
+    gen = rng.integers(0, 256, (3, 2, 8, 8, 3), dtype=np.uint8)  # 3 samples
+    warped = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    out = composite(gen, warped, valid)
+    assert (out[:, valid] == warped[valid]).all() and (out[:, ~valid] == gen[:, ~valid]).all()
+    flat = np.where(valid[..., None], 100, 7).astype(np.uint8).repeat(3, -1)  # 7: the hole fill (current view)
+    out = composite(gen, flat, valid, smooth=1.5)
+    assert (out[:, valid] == 100).all() and (out[:, ~valid] == gen[:, ~valid]).all()
+    smoothed = composite(gen, warped, valid, smooth=1.5)
+    assert (smoothed[:, ~valid] == gen[:, ~valid]).all() and not (smoothed[:, valid] == warped[valid]).all()
+
+
 def test_warp_of_real_renders_predicts_a_new_view():
     """Embedded world, 64²: the render at A splatted to B (0.3 m forward, 10° turn) matches the render
     at B where it lands far better than A itself does, with depth along the viewing axis as the
@@ -152,6 +169,15 @@ def test_zero_layers_leave_the_model_unchanged_and_cache_agrees(prior_pipe):
     warped = _with(prior_pipe, geometry_prior="warp")
     out = warped(ctx, waypoints=wp, seed=1)
     assert np.array_equal(out.frames, plain) and out.meta["geometry_seconds"] > 0
+    # composite=warp: the same rollout with the pixels the splat knows put back, once per sample
+    from models.conditioning import relative_to, waypoints_to_c2w
+
+    wp[:, 3] = 0.3 * np.arange(6)  # and turns: the view leaves the context, there are holes
+    images, valid = warped.warp_view(ctx, relative_to(waypoints_to_c2w(wp)))
+    both = _with(prior_pipe, geometry_prior="warp", composite="warp")(ctx, waypoints=wp, seed=1, num_samples=2).frames
+    two = warped(ctx, waypoints=wp, seed=1, num_samples=2).frames
+    assert 0 < valid.mean() < 1
+    assert np.array_equal(both, composite(two, images, valid)) and not np.array_equal(both, two)
     cam = prior_pipe.transformer.camera_embedding
     with torch.no_grad():
         cam.weight.normal_(0, 0.5)

@@ -43,13 +43,16 @@ model as egocentric waypoints; PSNR / SSIM (Gaussian 11×11, σ 1.5, on [0, 255]
 1..F−1 (frame 0 is the given current view; `nav_horizon=H` scores 1..H only, to compare models of
 different clip lengths on a common horizon), averaged per case, then over cases. `psnr_nav_per_frame`
 (and `psnr_<baseline>_per_frame`) is the PSNR per frame index, mean over cases: how fast the
-prediction degrades.
+prediction degrades. `psnr_nav_minus_<baseline>` (with `_se`) is the model's gain over a baseline,
+paired over the same cases.
 
 Baselines (same cases, same metrics): `copy_last` (the current view repeated), `first_frame_only`
 (the model with the current view as the only context), `no_context_cfg` (CFG on text/camera only:
 the unconditional branch keeps the real context instead of noise; paper "w/o context CFG"), `warp`
 (navigation only: the context's RGB-D frames splatted with a z-buffer into every target camera,
-holes filled from the current view; models.warp), and `oracle` (simulator renders: the ground-truth
+holes filled from the current view; models.warp), `warp_filtered` (the same splat after the pipeline's
+`composite_smooth` filter, holes from the current view: a `composite=warp` pipeline's output without
+the model, so model − warp_filtered is what the model adds to the 3D cache), and `oracle` (simulator renders: the ground-truth
 clip; for navigation the renders through the model's codec — the best any generator in this latent
 space can score, since raw renders would be exact).
 
@@ -76,8 +79,8 @@ import numpy as np
 
 from envs.config import parse_overrides
 
-BASELINES = ("copy_last", "first_frame_only", "no_context_cfg", "warp", "oracle")
-NAVIGATION_ONLY = ("warp",)  # baselines without a grounding video
+BASELINES = ("copy_last", "first_frame_only", "no_context_cfg", "warp", "warp_filtered", "oracle")
+NAVIGATION_ONLY = ("warp", "warp_filtered")  # baselines without a grounding video
 GROUNDING_RATES = ("IF", "IF_box", "IF_sd", "IF_sd01", "IF_readback", "box_found")
 
 
@@ -410,10 +413,10 @@ class Evaluator:
             if mode == "grounding":
                 return case.oracle_video[None].repeat(S, axis=0)
             return self._codec_roundtrip(case.nav_truth)[None].repeat(S, axis=0)
-        if method == "warp":
+        if method in NAVIGATION_ONLY:
             if mode != "navigation":
-                raise ValueError("the warp baseline has no grounding video (it needs target cameras)")
-            return self._warp(case)[None].repeat(S, axis=0)
+                raise ValueError(f"the {method} baseline has no grounding video (it needs target cameras)")
+            return self._warp(case, filtered=method == "warp_filtered")[None].repeat(S, axis=0)
         ctx = case.context
         bind = getattr(self.pipe, "bind_case", None)
         if bind is not None:  # an imagination over the simulator (the quality dial) starts at the case's pose
@@ -429,15 +432,18 @@ class Evaluator:
             return self.pipe(ctx, instruction=case.instruction, **kw).frames
         return self.pipe(ctx, waypoints=case.nav_waypoints, **kw).frames
 
-    def _warp(self, case: Case) -> np.ndarray:
-        """The context's RGB-D frames splatted into the commanded cameras, holes from the current view."""
+    def _warp(self, case: Case, filtered: bool = False) -> np.ndarray:
+        """The context's RGB-D frames splatted into the commanded cameras, holes from the current view;
+        `filtered`: the splatted pixels through the pipeline's composite filter (composite_smooth)."""
         from envs.geometry import pose_to_matrix
-        from models.warp import warp_frames
+        from models.warp import composite, warp_frames
 
         ctx = case.context
         tgt = np.stack([pose_to_matrix(p) for p in case.nav_poses])
-        return warp_frames(ctx.frames, ctx.depths, ctx.poses, tgt, float(self.pipe.settings.hfov_deg),
-                           fill=ctx.frames[-1])[0]
+        images, valid = warp_frames(ctx.frames, ctx.depths, ctx.poses, tgt, float(self.pipe.settings.hfov_deg),
+                                    fill=ctx.frames[-1])
+        smooth = float(getattr(self.pipe.settings, "composite_smooth", 0.0))
+        return composite(images, images, valid, smooth) if filtered else images
 
     def _codec_roundtrip(self, frames: np.ndarray) -> np.ndarray:
         import torch
@@ -679,6 +685,8 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
             put(nav, [r["psnr"] for r in per[m]], rate=False)
             put("ssim_nav" if m == "model" else f"ssim_{m}", [r["ssim"] for r in per[m]], rate=False)
             out[f"{nav}_per_frame"] = per_frame(m)
+            if m != "model":  # paired over the same cases: the model's gain over this baseline
+                put(f"psnr_nav_minus_{m}", [a["psnr"] - b["psnr"] for a, b in zip(per["model"], per[m])], rate=False)
     if cfg.navigation:
         out["nav_horizon"] = len(ev.scored_frames)
     if cfg.grounding:
