@@ -67,3 +67,13 @@ def test_sweep_runs_the_shipped_model_as_its_own_detector():
     assert "planner=imagine" in ov and "model=tiny" in ov and "detector=imagination" in ov and "episodes=3" in ov
     assert not any(o.startswith("detector=") for o in agent_overrides(cfg, "shipped", "imagine"))
     assert ("agent", "shipped", "imagine+imagination") not in sweep_jobs(SweepConfig(settings="q100", model_detector=False))
+
+
+def test_shipped_if_is_the_models_own_after_a_dial_setting():
+    """The imagination evaluator keeps its pipeline per config: the shipped model measured after a dial
+    setting must not be the dial measured again."""
+    from v4s_agent.sweep import SHIPPED, SweepConfig, measure_if
+
+    cfg = SweepConfig(split="val", if_episodes=1)
+    dial, shipped = measure_if(cfg, "q100"), measure_if(cfg, SHIPPED)
+    assert dial["SD"] != shipped["SD"], (dial, shipped)
