@@ -574,6 +574,7 @@ def _worker_evaluator(cfg: ImaginationEvalConfig, pipe: Any | None = None) -> Ev
     key = repr(cfg)
     if _WORKER.get("key") != key or (pipe is not None and _WORKER["ev"].pipe is not pipe):
         close_worker()
+        _WORKER["loaded"] = pipe is None  # the pipeline cfg names, not a caller's
         pipe = pipe if pipe is not None else _load_pipeline(cfg)
         first = make_episodes(cfg.split, 1, seed=cfg.seed)[0].scene_seed
         world = EmbeddedWorld(WorldConfig(width=cfg.render_size, height=cfg.render_size,
@@ -618,6 +619,8 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
                 done[rec["episode_id"]] = rec
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue  # a torn last line
+    if pipe is None and not _WORKER.get("loaded", True):
+        close_worker()  # the evaluator kept for this config holds a caller's pipeline: measure the one cfg names
     ev = _worker_evaluator(cfg, pipe)  # here too: the summary reports its settings; in-process cases reuse it
 
     def append(_: str, rec: dict) -> None:

@@ -144,14 +144,12 @@ def _append(path: Path, rec: dict) -> None:
 
 
 def measure_if(cfg: SweepConfig, setting: str) -> dict[str, Any]:
-    from v4s_agent.eval_imagination import ImaginationEvalConfig, close_worker, evaluate
+    from v4s_agent.eval_imagination import ImaginationEvalConfig, evaluate
 
     # natural draws only (out_of_view=0): the dial's IF on the states the agent meets, as the sweep was measured
     ecfg = ImaginationEvalConfig(split=cfg.split, episodes=cfg.if_episodes, seed=cfg.seed, baselines="none",
                                  navigation=False, out_of_view=0.0)
     pipe = None if setting == SHIPPED else DialPipeline(DIAL[setting], seed=cfg.seed)
-    if pipe is None:
-        close_worker()  # the evaluator is kept per config: without a pipe it would reuse the last dial setting's
     r = evaluate(ecfg, pipe=pipe)
     return {k: r[k] for k in ("IF", "IF_box", "SD", "box_found", "episodes")}
 
