@@ -256,18 +256,26 @@ class ExplorePlanner:
     def _mark_blocked(self, obs: Observation) -> None:
         self._map.mark_bump(obs.pose, self.cfg.agent_radius + 0.5 * self.motion.step_m, self.cfg.agent_radius)
 
+    def _target_xz(self, box: Box2D, obs: Observation) -> np.ndarray | None:
+        """Floor (x, z) of what `box` (observation pixels) frames, by the current depth and pose; None
+        without them or when the box holds no usable depth."""
+        from planners.readback.target import target_position
+
+        if obs.depth is None or obs.pose is None:
+            return None
+        p = target_position(box, obs.depth, obs.pose, self.K)
+        return None if p is None else p[[0, 2]]
+
     def _towards_target(self, obs: Observation, box: Box2D) -> tuple[list[Action], str]:
         """Seen but not yet within stop distance: the shortest path on the map to the floor around it
         (a straight approach gets stuck behind furniture), else to the frontier nearest to it."""
         if self._map is None or obs.depth is None:
             return [], ""
-        from planners.readback.target import target_position
-
-        p = target_position(box, obs.depth, obs.pose, self.K)
-        if p is not None:  # the running mean: one view's estimate moves with the view, and the goal with it
-            if self._target_sum[2] > 0 and np.linalg.norm(self._target_sum[:2] / self._target_sum[2] - p[[0, 2]]) > NEW_SIGHTING_M:
+        xz = self._target_xz(box, obs)
+        if xz is not None:  # the running mean: one view's estimate moves with the view, and the goal with it
+            if self._target_sum[2] > 0 and np.linalg.norm(self._target_sum[:2] / self._target_sum[2] - xz) > NEW_SIGHTING_M:
                 self._target_sum = np.zeros(3)  # another instance, or the first estimates were off
-            self._target_sum += np.array([p[0], p[2], 1.0])
+            self._target_sum += np.array([xz[0], xz[1], 1.0])
         if self._target_sum[2] == 0:
             return [], ""
         return self._walk_to_target(obs, self._target_sum[:2] / self._target_sum[2])

@@ -270,13 +270,11 @@ class ImaginePlanner(ExplorePlanner):
 
     def _box_target(self, box: Box2D, obs: Observation, end_xz: np.ndarray, fwd: np.ndarray, length: float) -> np.ndarray:
         """Floor xz of a boxed sample's target: through the box centre from the path's end pose."""
-        if length <= self.cfg.near_translation and obs.depth is not None and obs.pose is not None:
-            from planners.readback.target import target_position
-
+        if length <= self.cfg.near_translation:
             H, W = obs.rgb.shape[:2]
-            p = target_position(box.scaled(W / self.imagination.width, H / self.imagination.height), obs.depth, obs.pose, self.K)
-            if p is not None:
-                return np.array([p[0], p[2]])
+            xz = self._target_xz(box.scaled(W / self.imagination.width, H / self.imagination.height), obs)
+            if xz is not None:
+                return xz
         # bearing of the box centre: right of the image centre is a turn to the right (clockwise from above)
         ang = math.atan2(box.center[0] - self.K_img[0, 2], self.K_img[0, 0])
         c, s = math.cos(ang), math.sin(ang)
@@ -339,14 +337,10 @@ class ImaginePlanner(ExplorePlanner):
 
     def _confirm(self, obs: Observation, box: Box2D) -> None:
         """The detector fired: hypotheses near what it sees are hits."""
-        from planners.readback.target import target_position
-
-        if not self._open or obs.depth is None or obs.pose is None:
+        xz = self._target_xz(box, obs) if self._open else None
+        if xz is None:
             return
-        p = target_position(box, obs.depth, obs.pose, self.K)
-        if p is None:
-            return
-        near = [i for i in self._open if math.dist(self.hypotheses[i][:2], (p[0], p[2])) <= CONFIRM_M]
+        near = [i for i in self._open if math.dist(self.hypotheses[i][:2], xz) <= CONFIRM_M]
         self.trust.hits += len(near)
         self._open = [i for i in self._open if i not in near]
 
@@ -384,14 +378,12 @@ class ImaginePlanner(ExplorePlanner):
             return False
         if getattr(self.detector, "oracle", True) or self.cfg.stop_checks <= 1:
             return True
-        from planners.readback.target import target_position
-
-        p = target_position(box, obs.depth, obs.pose, self.K) if obs.depth is not None and obs.pose is not None else None
-        if p is None:
+        xz = self._target_xz(box, obs)
+        if xz is None:
             return False
-        if self._passes and np.linalg.norm(self._passes[-1] - p[[0, 2]]) > SAME_SPOT_M:
+        if self._passes and np.linalg.norm(self._passes[-1] - xz) > SAME_SPOT_M:
             self._passes = []
-        self._passes.append(p[[0, 2]])
+        self._passes.append(xz)
         self._imagine_now = True
         return len(self._passes) >= self.cfg.stop_checks
 
