@@ -124,6 +124,12 @@ class Box2D:
     def area(self) -> float:
         return max(0.0, self.width) * max(0.0, self.height)
 
+    def pixel_bounds(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(x0, x1, y0, y1): the integer pixel range (x1, y1 exclusive) the box covers in a width x height
+        image, its fractional edges rounded outwards, clipped so each start lies inside the image."""
+        return (int(np.clip(self.x0, 0, width - 1)), int(np.clip(np.ceil(self.x1), 1, width)),
+                int(np.clip(self.y0, 0, height - 1)), int(np.clip(np.ceil(self.y1), 1, height)))
+
     def scaled(self, sx: float, sy: float | None = None) -> Box2D:
         """The box in an image resized by sx horizontally and sy (default sx) vertically (without its
         mask, which belongs to the original image)."""

@@ -185,8 +185,7 @@ def target_range(box: Box2D, depth: np.ndarray | None, K: np.ndarray | None = No
         ys, xs = np.nonzero(box.mask)
         pct = 2.0
     else:
-        x0, x1 = int(np.clip(box.x0, 0, W - 1)), int(np.clip(np.ceil(box.x1), 1, W))
-        y0, y1 = int(np.clip(box.y0, 0, H - 1)), int(np.clip(np.ceil(box.y1), 1, H))
+        x0, x1, y0, y1 = box.pixel_bounds(W, H)
         ys, xs = np.mgrid[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].reshape(2, -1)
         pct = 10.0
     d = depth[ys, xs]

@@ -210,8 +210,7 @@ class ImaginationDetector:
         if obs.depth is None or self.camera_height is None or obs.depth.shape != obs.rgb.shape[:2]:
             return box
         H, W = obs.depth.shape
-        x0, x1 = int(np.clip(box.x0, 0, W - 1)), int(np.clip(np.ceil(box.x1), 1, W))
-        y0, y1 = int(np.clip(box.y0, 0, H - 1)), int(np.clip(np.ceil(box.y1), 1, H))
+        x0, x1, y0, y1 = box.pixel_bounds(W, H)
         pts = backproject_depth(obs.depth.astype(np.float32), self.K_obs)[y0:y1, x0:x1]
         R = pose_to_matrix(obs.pose)[:3, :3] if obs.pose is not None else np.eye(3)
         height = self.camera_height + pts.reshape(-1, 3) @ R[1]  # world up component of each point, from the floor
