@@ -15,6 +15,7 @@ latent for Wan2.2, so 337 context frames are 85 latents, not 337).
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -122,7 +123,21 @@ class TinyAutoencoder(ModelMixin, ConfigMixin, LatentCodec):
 
     # per-image primitives (B, 3, H, W) ↔ (B, c, h, w), normalised
     def encode_images(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.encoder(x.to(self.dtype)).float() - self._mean) / self._std
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+            z = self._bf16_encoder()(x.to(torch.bfloat16, memory_format=torch.channels_last))
+        else:
+            z = self.encoder(x.to(next(self.encoder.parameters()).dtype))  # not self.dtype: it walks every module
+        return (z.float() - self._mean) / self._std
+
+    def _bf16_encoder(self) -> nn.Module:
+        """The encoder with its weights cast to bfloat16 once (channels-last): bitwise what CPU autocast
+        computes, ~15% faster as it does not cast the weights on every call. Rebuilt when they change."""
+        key = tuple((p.data_ptr(), p._version) for p in self.encoder.parameters())
+        cached = self.__dict__.get("_bf16_cache")  # a plain attribute: no submodule, not in the state dict
+        if cached is None or cached[0] != key:
+            enc = copy.deepcopy(self.encoder).to(torch.bfloat16, memory_format=torch.channels_last).requires_grad_(False)
+            cached = self.__dict__["_bf16_cache"] = (key, enc)
+        return cached[1]
 
     def decode_images(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder((z.float() * self._std + self._mean).to(self.dtype)).float().clamp(-1, 1)

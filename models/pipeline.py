@@ -12,6 +12,7 @@ A stock diffusers Wan2.2 folder (model_index `WanPipeline`) loads too (`from_pre
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -255,11 +256,23 @@ class ImaginationPipeline(DiffusionPipeline):
         """The warp geometry prior (see `geometry_for`), whatever `settings.geometry_prior` says."""
         h, w = self.latent_hw
         images, valid = self.warp_view(context, c2w_rel) if view is None else view
-        latents = self.encode_frames(images)[0].float().cpu()
+        with self._prior_autocast():
+            latents = self.encode_frames(images)[0].float().cpu()
         sources = self.codec.latent_frame_sources(num_frames)
         mask = torch.from_numpy(valid[sources].astype(np.float32))[:, None]  # Fl, 1, H, W
         mask = torch.nn.functional.adaptive_avg_pool2d(mask, (h, w))[:, 0]
         return torch.cat([latents, mask[None]], dim=0)
+
+    # the prior's frames are encoded in bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX):
+    # ~1.7x faster than float32 for the tiny codec, whose encode was over half of the 3D cache's cost.
+    # The latents move by 0.0007 on average (max 0.006; their std is 0.32), and the shipped model's
+    # navigation PSNR on val by less than 0.01 dB (model card). False: always float32
+    prior_bf16: bool = True
+
+    def _prior_autocast(self) -> Any:
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        on = self.prior_bf16 and native and self.codec_device.type == "cpu"
+        return torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
     def context_selection(self, num_frames: int, max_context_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(keep, sources): which context frames the model reads (≤ max, the last = current view kept),

@@ -23,6 +23,19 @@ def test_bench_generate_reports_contract_keys():
         bench_generate(["stepz=2"])
 
 
+def test_bench_generate_times_the_shipped_warp_prior_inside_navigation():
+    """With the shipped checkpoint (geometry_prior=warp, composite=warp) the share is the 3D cache's
+    seconds (splat, encode, mask, composite) timed inside each navigation rollout over that rollout."""
+    from models.pipeline import DEFAULT_CHECKPOINT
+
+    if not (DEFAULT_CHECKPOINT / "model_index.json").exists():
+        pytest.skip("no shipped checkpoint in this checkout")
+    r = bench_generate(["steps=1", "frames=4", "context_frames=3", "repeats=1", "guidance_scale=1"])
+    assert r["model"] == str(DEFAULT_CHECKPOINT)
+    assert 0 < r["warp_prior_share_of_rollout"] < 1 and r["seconds_per_navigation_rollout"] > 0
+    assert r["warp_prior_seconds"] > 0
+
+
 def test_bench_train_counts_flops_per_size(tmp_path_factory):
     from synthetic_clips import make_clips
 

@@ -33,6 +33,29 @@ def test_tiny_codec_layout_context_per_frame_targets_in_pairs():
         c.encode_context(torch.zeros(1, 3, 2, 60, 60))
 
 
+def test_bf16_autocast_encode_matches_autocast_and_follows_the_weights():
+    """Under CPU bfloat16 autocast the tiny encoder runs a bfloat16 copy of its weights (the warp prior's
+    fast path): the same latents as autocast over the float32 module, close to float32, and a change of
+    the weights reaches it."""
+    c = TinyAutoencoder().eval()
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+
+    def autocast_reference() -> torch.Tensor:  # autocast casting the float32 weights on every call
+        return (c.encoder(x).float() - c._mean) / c._std
+
+    with torch.no_grad():
+        fp32 = c.encode_images(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast, ref = c.encode_images(x), autocast_reference()
+        torch.testing.assert_close(fast, ref, atol=1e-2, rtol=0)
+        assert 0 < (fast - fp32).abs().max() < 0.02 * fp32.abs().max()  # bfloat16, not float32
+        c.encoder[1].weight.mul_(-1)  # an in-place change, as an optimiser step or load_state_dict makes
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            changed, ref = c.encode_images(x), autocast_reference()
+        torch.testing.assert_close(changed, ref, atol=1e-2, rtol=0)
+        assert (changed - fast).abs().max() > 0.1
+
+
 def test_training_makes_it_an_autoencoder_and_stats_are_saved(tmp_path):
     # 32² frames keep this fast (the codec is resolution-agnostic); real quality: test_shipped_codec_reconstructs
     train = synthetic_frames(16, size=32, seed=0)
