@@ -7,13 +7,13 @@ planners that never imagine (explore; the oracle renders its own); `remote`: an 
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envs.config import check
 from envs.registry import Registry
+from models.types import GROUNDING_PATHS
 
 
 class ModelUnavailableError(RuntimeError):
@@ -28,10 +28,15 @@ class ModelConfig:
     checkpoint: str = "models/checkpoints/v4s-tiny"
     num_inference_steps: int | None = None  # None: the checkpoint's default
     seed: int = 0
+    # None: the checkpoint's own; "model" | "head": how grounding paths are made (models.pipeline.ImaginationConfig)
+    grounding_path: str | None = None
 
     def __post_init__(self) -> None:
         check(self.name in MODELS, f"unknown model {self.name!r}; choose one of {MODELS.names()} (model=NAME)")
         check(self.num_inference_steps is None or self.num_inference_steps >= 1, "model.num_inference_steps must be >= 1 (or null for the default)")
+        check(self.grounding_path in (None, *GROUNDING_PATHS),
+              f"model.grounding_path must be one of {list(GROUNDING_PATHS)} (or null for the checkpoint's own), "
+              f"got {self.grounding_path!r}")
 
 
 def resolve_checkpoint(path: str) -> Path:
@@ -52,8 +57,12 @@ def _pipeline_module() -> Any:
     return pipeline
 
 
-def _steps(model: ModelConfig) -> dict[str, int]:
-    return {} if model.num_inference_steps is None else {"num_inference_steps": int(model.num_inference_steps)}
+def _settings(model: ModelConfig) -> dict[str, Any]:
+    """The ImaginationConfig fields `model` overrides."""
+    out: dict[str, Any] = {} if model.num_inference_steps is None else {"num_inference_steps": int(model.num_inference_steps)}
+    if model.grounding_path is not None:
+        out["grounding_path"] = model.grounding_path
+    return out
 
 
 def load_checkpoint(model: ModelConfig) -> Any:
@@ -63,18 +72,17 @@ def load_checkpoint(model: ModelConfig) -> Any:
         raise ModelUnavailableError(f"checkpoint {ckpt} not found; train it (see README) or pass model=random / planner=oracle|explore")
     mp = _pipeline_module()
     try:
-        pipe = mp.load_default_pipeline(path=str(ckpt))
+        return mp.load_default_pipeline(path=str(ckpt), **_settings(model))
     except (FileNotFoundError, OSError, ValueError) as e:
         raise ModelUnavailableError(f"cannot load checkpoint {ckpt}: {str(e).splitlines()[0]}") from None
-    steps = _steps(model)
-    if steps and hasattr(pipe, "settings"):
-        pipe.settings = dataclasses.replace(pipe.settings, **steps)
-    return pipe
 
 
 def random_pipeline(model: ModelConfig) -> Any:
     """A random-init tiny pipeline: its videos are noise, its shapes and timings are real."""
-    return _pipeline_module().tiny_pipeline(model.seed, **_steps(model))
+    try:
+        return _pipeline_module().tiny_pipeline(model.seed, **_settings(model))
+    except ValueError as e:  # e.g. grounding_path=head: a random pipeline has no path head
+        raise ModelUnavailableError(f"model=random: {str(e).splitlines()[0]}") from None
 
 
 def no_imagination(model: ModelConfig) -> None:

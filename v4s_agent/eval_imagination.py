@@ -138,6 +138,8 @@ class ImaginationEvalConfig:
     # torch CPU threads per case (0 = leave as is; Ray tasks start with 1). Bitwise-identical model output
     # needs the same count everywhere: torch's CPU kernels may sum in another order with more threads
     threads: int = 0
+    # "" = the checkpoint's own; "model" | "head": how grounding paths are made (models.pipeline.ImaginationConfig)
+    grounding_path: str = ""
 
     def __post_init__(self) -> None:
         from envs.splits import split_seeds
@@ -177,6 +179,11 @@ class ImaginationEvalConfig:
             raise _error(f"gamma must be in (0, 2], got {self.gamma}")
         if not 0 < self.box_iou <= 1:
             raise _error(f"box_iou must be in (0, 1], got {self.box_iou}")
+        from models.types import GROUNDING_PATHS
+
+        if self.grounding_path not in ("", *GROUNDING_PATHS):
+            raise _error(f"grounding_path must be one of {list(GROUNDING_PATHS)} (or empty for the checkpoint's own), "
+                         f"got {self.grounding_path!r}")
         self.baseline_list()  # validates
 
     def baseline_list(self) -> list[str]:
@@ -514,18 +521,19 @@ def _load_pipeline(cfg: ImaginationEvalConfig) -> Any:
         tiny_pipeline,
     )
 
-    if cfg.checkpoint == "random":
-        return tiny_pipeline(seed=cfg.seed)
-    if cfg.checkpoint:
-        p = Path(cfg.checkpoint)
-        if not (p / "model_index.json").exists():
-            raise _error(f"checkpoint={cfg.checkpoint!r} is not a pipeline folder (no model_index.json); "
-                         f"pass a folder written by ImaginationPipeline.save_pretrained, or leave it unset")
-        return ImaginationPipeline.from_pretrained(p)
+    overrides = {"grounding_path": cfg.grounding_path} if cfg.grounding_path else {}
     try:
-        return load_default_pipeline()
-    except FileNotFoundError as e:
-        raise _error(str(e)) from None
+        if cfg.checkpoint == "random":
+            return tiny_pipeline(seed=cfg.seed, **overrides)
+        if cfg.checkpoint:
+            p = Path(cfg.checkpoint)
+            if not (p / "model_index.json").exists():
+                raise _error(f"checkpoint={cfg.checkpoint!r} is not a pipeline folder (no model_index.json); "
+                             f"pass a folder written by ImaginationPipeline.save_pretrained, or leave it unset")
+            return ImaginationPipeline.from_pretrained(p, **overrides)
+        return load_default_pipeline(**overrides)
+    except (FileNotFoundError, ValueError) as e:  # no checkpoint, or a setting it cannot take (no path head)
+        raise _error(str(e).splitlines()[0]) from None
 
 
 def _plain(v: Any) -> Any:
@@ -700,7 +708,8 @@ def evaluate(cfg: ImaginationEvalConfig, pipe: Any | None = None, progress: bool
                skipped_reasons=reasons)
     out.update(episodes=len(per["model"]), skipped=skipped, target_in_context=float(np.mean(seen)),
                split=cfg.split, seed=cfg.seed, steps=ev._steps(), guidance=ev._gs(), samples=cfg.samples,
-               readback=cfg.readback, checkpoint=cfg.checkpoint or "default", seconds=round(time.perf_counter() - t0, 1),
+               readback=cfg.readback, checkpoint=cfg.checkpoint or "default",
+               grounding_path=getattr(getattr(ev.pipe, "settings", None), "grounding_path", "model"), seconds=round(time.perf_counter() - t0, 1),
                errors=len(failed), failed=[f.id for f in failed])
     return out
 
