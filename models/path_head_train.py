@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.config import parse_overrides
+from envs.config import cli_config, json_command
 
 
 @dataclass
@@ -222,14 +222,9 @@ def train(cfg: PathHeadTrainConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        cfg = parse_overrides(PathHeadTrainConfig, list(sys.argv[1:] if argv is None else argv))
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(train(cfg)))
-    return 0
+    cfg = cli_config(PathHeadTrainConfig, list(sys.argv[1:] if argv is None else argv))
+    return json_command(lambda: train(cfg), errors=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
