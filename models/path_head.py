@@ -111,7 +111,7 @@ def head_path_waypoints(yaw: float, pitch: float, xz: np.ndarray, path_frames: i
     """(num_frames, 6) egocentric waypoints of a grounding path that ends at the head's camera: the
     training clips' shape (models.data.route_poses: turn to face the end, walk there, turn and tilt to the final
     yaw and pitch), `path_frames` poses evenly spaced in metres + turning at the clips' turn cost, then the final
-    camera held for the box frames. A final position closer than `MIN_WALK_M` is a turn in place."""
+    camera held for the box frames (a one-frame path is the current view). A final position closer than `MIN_WALK_M` is a turn in place."""
     from envs.geometry import relative_pose
     from envs.types import Pose
     from models.data import ClipGenConfig, route_poses
@@ -120,7 +120,8 @@ def head_path_waypoints(yaw: float, pitch: float, xz: np.ndarray, path_frames: i
     start = Pose((0.0, 0.0, 0.0), 0.0, 0.0)
     x, z = (0.0, 0.0) if float(np.hypot(*xz)) < MIN_WALK_M else (float(xz[0]), float(xz[1]))
     end = Pose((x, 0.0, z), float(yaw), float(pitch))
-    poses = route_poses(start, np.zeros((0, 2)), end, path_frames, turn_cost)
+    # a one-frame path is the current view alone (it cannot move); the rows after it hold the end camera
+    poses = route_poses(start, np.zeros((0, 2)), end, path_frames, turn_cost) if path_frames > 1 else [start]
     poses += [end] * (num_frames - path_frames)
     out = np.zeros((num_frames, 6))
     for i, p in enumerate(poses):

@@ -523,10 +523,11 @@ class ImaginationPipeline(DiffusionPipeline):
         last_c2w = np.asarray(context.poses, dtype=np.float64)[-1] @ waypoints_to_c2w(waypoints)[n_path - 1]
         frames = nav.frames.copy()
         for i in range(num_samples):  # each path gets its own box frames, from its own last view
-            ctx = VideoContext(frames=np.concatenate([resize_frames(context.frames[keep], s.height, s.width),
-                                                      nav.frames[i, n_path - 1][None]]),
-                               indices=np.append(context.indices[keep], context.indices[-1] + n_path - 1),
-                               poses=np.concatenate([np.asarray(context.poses)[keep], last_c2w[None]]))
+            ctx = context if n_path == 1 else VideoContext(  # a one-frame path ends at the current view
+                frames=np.concatenate([resize_frames(context.frames[keep], s.height, s.width),
+                                       nav.frames[i, n_path - 1][None]]),
+                indices=np.append(context.indices[keep], context.indices[-1] + n_path - 1),
+                poses=np.concatenate([np.asarray(context.poses)[keep], last_c2w[None]]))
             box = self.generate(ctx, instruction, None, num_samples=1, seed=seed + i,
                                 max_context_frames=max_context_frames, **kw)
             frames[i, n_path:] = box.frames[0, n_path:]

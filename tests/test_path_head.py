@@ -77,6 +77,9 @@ def test_head_path_waypoints_turn_walk_turn():
     np.testing.assert_allclose(wp[7:, 3:5], [[math.radians(90), -0.2]] * 5, atol=1e-9)  # held for the box frames
     np.testing.assert_allclose(wp[:, :3], 0, atol=1e-9)  # nearer than MIN_WALK_M: a turn in place
     assert np.all(np.abs(np.diff(wp[:8, 3])) <= math.radians(20) + 1e-9)  # the clips' turn rate
+    one = head_path_waypoints(1.0, 0.0, np.zeros(2), path_frames=1, num_frames=4)
+    np.testing.assert_allclose(one[0], 0, atol=1e-9)
+    np.testing.assert_allclose(one[1:, 3], 1.0, atol=1e-9)
     walk = head_path_waypoints(0.0, 0.0, np.array([0.0, -1.0]), path_frames=8, num_frames=12)
     np.testing.assert_allclose(walk[7, [0, 2]], [0.0, -1.0], atol=1e-9)  # 1 m straight ahead (-z)
     assert np.all(np.diff(-walk[:8, 2]) <= 0.25 + 1e-9)
