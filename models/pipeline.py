@@ -282,7 +282,8 @@ class ImaginationPipeline(DiffusionPipeline):
     prior_bf16: bool = True
 
     def _prior_autocast(self) -> Any:
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        native = any(getattr(torch.cpu, probe, lambda: False)()  # torch's own CPU probes (private: maybe absent)
+                     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
         on = self.prior_bf16 and native and self.codec_device.type == "cpu"
         return torch.autocast("cpu", dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
