@@ -92,6 +92,10 @@ class TrainConfig:
     # poses / depth (models.data writes both)
     context_poses: bool = False
     geometry_prior: str = "none"
+    # navigation clips weight the flow-matching loss per latent pixel by 1 + hole_weight × (1 − the warp prior's
+    # validity there): the pixels the 3D cache does not cover are the only ones composite=warp keeps from the
+    # model, so this spends the model's capacity there (0 = the plain loss; needs geometry_prior=warp)
+    hole_weight: float = 0.0
     # navigation cameras relative to one target frame drawn per sample ("random", paper §6.4: +0.36 dB nav PSNR on
     # rotation-heavy val cases, +0.12 dB on plain ones, measured in the v4s-tiny model card) or to the first target
     # frame ("first", how v4s-tiny was trained); the exported pipeline samples with the same rule
@@ -149,6 +153,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1]")
         if self.p_drop_joint + self.p_drop_text + self.p_drop_context > 1.0:
             raise ValueError("p_drop_joint + p_drop_text + p_drop_context must be <= 1")
+        if self.hole_weight < 0:
+            raise ValueError(f"hole_weight must be >= 0, got {self.hole_weight}")
+        if self.hole_weight and self.geometry_prior == "none":
+            raise ValueError("hole_weight > 0 weights the loss by the warp prior's validity: set geometry_prior=warp")
         if self.max_context_frames < 1:
             raise ValueError("max_context_frames must be >= 1")
         if self.lr <= 0:
@@ -204,7 +212,8 @@ def with_priors(pipe: ImaginationPipeline, cfg: TrainConfig, first_clip: Clip) -
     settings = dataclasses.replace(pipe.settings, context_poses=cfg.context_poses, geometry_prior=cfg.geometry_prior,
                                    context_latents=cfg.context_latents or pipe.settings.context_latents,
                                    zero_pose=cfg.zero_pose)
-    return ImaginationPipeline(pipe.transformer, pipe.codec, pipe.text_encoder, pipe.scheduler, settings)
+    return ImaginationPipeline(pipe.transformer, pipe.codec, pipe.text_encoder, pipe.scheduler, settings,
+                               path_head=pipe.path_head)  # kept as it is (models.path_head_train trains it)
 
 
 def select_trainable(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
@@ -323,7 +332,7 @@ def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[in
     first = clips[keep[0]]
     fl = first.tgt.shape[1]
     sources = pipe.codec.latent_frame_sources(pipe.settings.num_frames)
-    ctxs, tgts, cams, prompts, positions, ctx_cams, geos = [], [], [], [], [], [], []
+    ctxs, tgts, cams, prompts, positions, ctx_cams, geos, weights = [], [], [], [], [], [], [], []
     for j in range(len(indices)):
         pick = sample_context_groups(lengths[j], n, group, rng)
         ref = pick_reference(cfg.zero_pose, sources, reference_rng)
@@ -361,6 +370,7 @@ def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[in
         cams.append(cam)
         ctx_cams.append(ctx_cam)
         geos.append(geo)
+        weights.append(hole_weights(c, cfg.hole_weight))
         prompts.append(prompt)
         positions.append(np.concatenate([cp, tp]))
     batch: dict[str, Any] = {
@@ -369,8 +379,18 @@ def make_batch(pipe: ImaginationPipeline, encoder: ClipEncoder, indices: list[in
         "camera": None if cams[0] is None else torch.stack(cams),
         "context_camera": None if ctx_cams[0] is None else torch.stack(ctx_cams),
         "geometry": None if geos[0] is None else torch.stack(geos),
+        "loss_weight": torch.stack(weights) if cfg.hole_weight else None,
     }
     return batch
+
+
+def hole_weights(clip: EncodedClip, hole_weight: float) -> torch.Tensor:
+    """(1, Fl, h, w) loss weight per target latent pixel: 1 + hole_weight × (1 − the warp prior's validity, the
+    last geometry channel) for navigation clips (taken before CFG dropout zeroes the prior), 1 elsewhere."""
+    fl, h, w = clip.tgt.shape[1:]
+    if clip.mode != "navigation" or clip.geometry is None:
+        return torch.ones(1, fl, h, w)
+    return 1.0 + hole_weight * (1.0 - clip.geometry[-1:].float())
 
 
 def sample_sigmas(batch_size: int, shift: float, generator: torch.Generator) -> torch.Tensor:
@@ -393,7 +413,11 @@ def flow_loss(transformer, batch: dict, generator: torch.Generator, shift: float
     cond = {k: None if batch.get(k) is None else batch[k].to(device) for k in ("camera", "context_camera", "geometry")}
     pred = transformer(hidden, sigma * 1000.0, batch["text"].to(device), frame_positions=batch["positions"].to(device),
                        num_context_frames=batch["num_context_frames"], **cond).sample
-    return F.mse_loss(pred.float(), (noise - x0).float())
+    if batch.get("loss_weight") is None:
+        return F.mse_loss(pred.float(), (noise - x0).float())
+    w = batch["loss_weight"].to(device)  # (B, 1, Fl, h, w): one weight per latent pixel, over the channels
+    err = (pred.float() - (noise - x0).float()) ** 2
+    return (w * err).mean() / w.expand_as(err).mean()  # the weighted mean: the loss keeps its scale
 
 
 # ----------------------------------------------------------------------------------------------
@@ -479,7 +503,7 @@ def export_pipeline(pipe: ImaginationPipeline, model, weights: dict[str, torch.T
     if cfg.finetune == "lora":
         merge_lora(tr)
     tr.requires_grad_(False).eval()
-    out = ImaginationPipeline(tr, pipe.codec, pipe.text_encoder, pipe.scheduler, pipe.settings)
+    out = ImaginationPipeline(tr, pipe.codec, pipe.text_encoder, pipe.scheduler, pipe.settings, path_head=pipe.path_head)
     out.save_pretrained(path, torch_dtype=torch.float16 if cfg.export_fp16 else None)
 
 
@@ -509,6 +533,7 @@ def validation_loss(model, pipe, encoder: ClipEncoder, cfg: TrainConfig, device)
     for b in range(cfg.val_batches):
         idx = [(b * cfg.batch_size + k) % n for k in range(cfg.batch_size)]
         batch = make_batch(pipe, encoder, idx, cfg, rng, dropout=False)
+        batch["loss_weight"] = None  # the plain loss, comparable across hole_weight
         losses.append(flow_loss(model, batch, gen, _shift(pipe), device).item())
     model.train(was_training)
     return float(np.mean(losses))

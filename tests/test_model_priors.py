@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from synthetic_clips import make_clips
 from envs.geometry import pose_to_matrix
 from envs.types import Pose
 from models.clipstore import write_shard
+from models.path_head import PathHead
 from models.pipeline import ImaginationPipeline, tiny_pipeline
 from models.train import main as train_main
 from models.types import VideoContext
@@ -146,8 +148,6 @@ def prior_pipe():
 
 
 def _with(pipe: ImaginationPipeline, **settings) -> ImaginationPipeline:
-    from dataclasses import replace
-
     return ImaginationPipeline(pipe.transformer, pipe.codec, pipe.text_encoder, pipe.scheduler,
                                replace(pipe.settings, **settings))
 
@@ -212,6 +212,10 @@ def test_training_with_both_priors_from_a_checkpoint_without_them(tmp_path):
     kw = dict(num_frames=6, num_box_frames=2, num_context=4, size=32)
     write_shard(make_clips(4, **kw), tmp_path / "clips" / "s0")
     base = tiny_pipeline(seed=0, height=32, width=32, num_frames=6, num_box_frames=2)
+    head = PathHead(latent_channels=base.codec.latent_channels // base.codec.temporal_factor, hidden=32, layers=1,
+                    heads=2)  # a shipped pipeline grounds along its path head's path: the fine-tune keeps the head
+    base = ImaginationPipeline(base.transformer, base.codec, base.text_encoder, base.scheduler,
+                               replace(base.settings, grounding_path="head"), path_head=head)
     base.save_pretrained(tmp_path / "base")
     cfg_file = tmp_path / "base" / "transformer" / "config.json"  # as saved before the geometry layer existed
     cfg_file.write_text(json.dumps({k: v for k, v in json.loads(cfg_file.read_text()).items() if k != "geometry_channels"}))
@@ -222,6 +226,8 @@ def test_training_with_both_priors_from_a_checkpoint_without_them(tmp_path):
     assert train_main(args) == 0
     pipe = ImaginationPipeline.from_pretrained(out / "pipeline")
     assert pipe.settings.context_poses and pipe.settings.geometry_prior == "warp"
+    assert pipe.settings.grounding_path == "head"
+    torch.testing.assert_close(pipe.path_head.state_dict(), head.state_dict())
     assert pipe.transformer.geometry_embedding.weight.abs().sum() > 0  # it learned from the prior
     ctx = _context()
     assert pipe(ctx, waypoints=np.zeros((6, 6))).frames.shape == (1, 6, 32, 32, 3)
@@ -231,3 +237,39 @@ def test_training_with_both_priors_from_a_checkpoint_without_them(tmp_path):
     write_shard(old, tmp_path / "old" / "s0")
     assert train_main([f"data={tmp_path / 'old'}", f"out={tmp_path / 'r2'}", "geometry_prior=warp", "steps=1"]) == 2
     assert json.loads((out / "train_config.json").read_text())["geometry_prior"] == "warp"
+
+
+def test_hole_weight_weights_the_navigation_loss_where_the_cache_has_holes(tmp_path, prior_pipe):
+    """hole_weight=β weights each navigation latent pixel by 1 + β(1 − the warp prior's validity) and leaves
+    grounding clips at 1; β=0 is the plain MSE, and the batch's random draws do not depend on β."""
+    from models.clipstore import ClipDataset
+    from models.train import ClipEncoder, TrainConfig, flow_loss, make_batch
+
+    write_shard(make_clips(4, num_frames=6, num_box_frames=2, num_context=4, size=32), tmp_path / "clips" / "s0")
+    encoder = ClipEncoder(_with(prior_pipe, geometry_prior="warp"), ClipDataset(tmp_path / "clips"))
+    pipe = encoder.pipe
+
+    def batch_and_loss(beta: float, weight: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
+        cfg = TrainConfig(data=str(tmp_path / "clips"), out=str(tmp_path / "run"), geometry_prior="warp",
+                          hole_weight=beta)
+        batch = make_batch(pipe, encoder, [0, 1, 2, 3], cfg, np.random.default_rng(0))
+        if weight is not None:
+            batch["loss_weight"] = weight
+        with torch.no_grad():
+            return batch, flow_loss(pipe.transformer, batch, torch.Generator().manual_seed(0), 1.0, "cpu")
+
+    plain, loss0 = batch_and_loss(0.0)
+    weighted, loss5 = batch_and_loss(5.0)
+    assert plain["loss_weight"] is None
+    for key in ("ctx", "x0", "positions", "geometry"):
+        assert torch.equal(plain[key], weighted[key])
+    w = weighted["loss_weight"]  # clips alternate grounding / navigation
+    validity = torch.stack([encoder(i).geometry[-1].float() for i in (1, 3)])
+    assert validity.min() < 0.99 and validity.max() > 0.01  # the synthetic views have holes and cover pixels
+    assert torch.equal(w[[0, 2]], torch.ones_like(w[[0, 2]]))
+    torch.testing.assert_close(w[[1, 3], 0], 1 + 5 * (1 - validity))
+    assert abs(loss5.item() - loss0.item()) > 1e-4 * loss0.item()
+    _, uniform = batch_and_loss(0.0, weight=torch.full_like(w, 3.0))  # the weighted mean of uniform weights
+    torch.testing.assert_close(uniform, loss0)
+    with pytest.raises(ValueError, match="geometry_prior=warp"):
+        TrainConfig(data="d", out="o", hole_weight=1.0)
