@@ -10,7 +10,7 @@ Yaw is a distribution over `yaw_bins` bins of the full circle, made as a mixture
 scores how much it shows the instruction's object (softmax over frames) and gives a distribution of the final yaw
 in its own camera's yaw frame, rolled by its yaw relative to the current view. So the object detector is shared by
 all bearings, and a frame seen 90° to the left votes for 90° to the left (a pose-aware pointer over the context).
-Pitch and the final position (x right, z forward in the current camera, metres) are the mixture's means.
+Pitch and the final position (x right, z backward in the current camera (it looks along −z), metres) are the mixture's means.
 """
 from __future__ import annotations
 
