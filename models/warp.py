@@ -19,8 +19,6 @@ fills them from a fallback frame (the current view).
 """
 from __future__ import annotations
 
-import functools
-
 import cv2
 import numpy as np
 import torch
@@ -58,20 +56,13 @@ def splat(frames: np.ndarray, depths: np.ndarray, src_c2w: np.ndarray, tgt_c2w: 
     tgt_w2c = torch.linalg.inv(torch.from_numpy(np.asarray(tgt_c2w, dtype=np.float64))).numpy()  # F, 4, 4
     images = np.empty((len(tgt_w2c), h, w, 3), dtype=np.uint8)
     valid = np.empty((len(tgt_w2c), h, w), dtype=bool)
-    _kernel()(frames, np.ascontiguousarray(depths), np.ascontiguousarray(src_c2w, dtype=np.float64), tgt_w2c,
-              float(K_src[0, 0]), float(K_src[1, 1]), float(K_src[0, 2]), float(K_src[1, 2]),
-              np.float32(K_tgt[0, 0]), np.float32(K_tgt[0, 2] - 0.5), np.float32(-K_tgt[1, 1]),
-              np.float32(K_tgt[1, 2] - 0.5), TILE, fill, images, valid)
+    from models.splat_kernel import kernel  # here, not at the top: importing this module does not import numba
+
+    kernel(frames, np.ascontiguousarray(depths), np.ascontiguousarray(src_c2w, dtype=np.float64), tgt_w2c,
+           float(K_src[0, 0]), float(K_src[1, 1]), float(K_src[0, 2]), float(K_src[1, 2]),
+           np.float32(K_tgt[0, 0]), np.float32(K_tgt[0, 2] - 0.5), np.float32(-K_tgt[1, 1]),
+           np.float32(K_tgt[1, 2] - 0.5), TILE, fill, images, valid)
     return images, valid
-
-
-@functools.cache
-def _kernel():
-    """The splat loop (models.splat_kernel), compiled by numba on first use and cached on disk; imported here
-    so that importing this module does not import numba."""
-    from models.splat_kernel import kernel
-
-    return kernel
 
 
 def warp_frames(frames: np.ndarray, depths: np.ndarray, src_c2w: np.ndarray, tgt_c2w: np.ndarray, hfov_deg: float,
