@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.config import cli_config, json_command
+from envs.config import check_at_least, cli_config, json_command
 
 
 @dataclass
@@ -54,9 +54,7 @@ class PathHeadTrainConfig:
     def __post_init__(self) -> None:
         if not self.data or not self.out:
             raise ValueError("data=DIR[,DIR...] and out=DIR are required")
-        for name in ("steps", "batch_size", "hidden", "layers", "yaw_bins", "eval_every", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least(self, steps=1, batch_size=1, hidden=1, layers=1, yaw_bins=1, eval_every=1, threads=1)
         if not (0 <= self.drop_share <= 1 and 0 <= self.drop_prob <= 1):
             raise ValueError("drop_share and drop_prob must be probabilities in [0, 1]")
 
@@ -137,7 +135,8 @@ def evaluate(head: Any, feats: dict[str, Any], in_view: np.ndarray, tol: float) 
     head.eval()
     res: dict[str, Any] = {}
     for name, keep in (("context", None), ("current_only", [np.array([len(a) - 1]) for a in feats["lat"]])):
-        out = head(*pad(feats["lat"], feats["cam"], keep)[:2], feats["text"], pad(feats["lat"], feats["cam"], keep)[2])
+        lat, cam, mask = pad(feats["lat"], feats["cam"], keep)
+        out = head(lat, cam, feats["text"], mask)
         hit = (yaw_error(head, out, feats["label"]) <= tol).numpy()
         for part, m in (("in_view", in_view), ("out_of_view", ~in_view)):
             k = int(m.sum())
