@@ -124,3 +124,37 @@ def test_connect_streams_the_recording_to_a_live_receiver(tmp_path):
         viewer.wait(10)
     assert any(entity == "/world/camera/image/depth" for entity, _, _ in want)
     assert got == want
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses (hex, as the kernel spells them) of the TCP sockets listening on `port`."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if os.path.exists(table):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.split(":")[1], 16) == port:  # 0A: LISTEN
+                    found.add(local.split(":")[0])
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads the kernel's socket table (Linux)")
+def test_spawned_viewer_listens_on_loopback_only():
+    """`rerun=spawn`'s viewer (run headless here: no display) accepts connections on 127.0.0.1 and on no
+    other interface: the viewer's own default is 0.0.0.0."""
+    from v4s_agent.viz import viewer_command
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    viewer = subprocess.Popen(viewer_command(port) + ["--headless"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _listening(port):
+            assert viewer.poll() is None and time.monotonic() < deadline, "the viewer did not start"
+            time.sleep(0.2)
+        assert _listening(port) == {"0100007F"}  # 127.0.0.1, and no 0.0.0.0 / :: socket beside it
+    finally:
+        os.killpg(viewer.pid, signal.SIGTERM)
+        viewer.wait(10)

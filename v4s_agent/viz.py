@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import socket
+import subprocess
 import sys
 import time
 import warnings
@@ -43,7 +45,8 @@ BOX_COLOUR = (0, 255, 0)
 PATH_COLOURS = {"true": (60, 220, 90), "estimate": (230, 80, 230)}  # world/paths/<name>
 RERUN_MODES = ("save", "spawn", "connect", "none")
 VIDEO_FORMATS = ("mp4", "gif", "none")
-DEFAULT_RERUN_URL = "rerun+http://127.0.0.1:9876/proxy"
+VIEWER_PORT = 9876
+DEFAULT_RERUN_URL = f"rerun+http://127.0.0.1:{VIEWER_PORT}/proxy"
 
 
 def _rerun() -> Any | None:
@@ -59,13 +62,27 @@ def _rerun() -> Any | None:
         return None
 
 
-def viewer_executable() -> str | None:
-    """The viewer rerun-sdk installs beside this Python. `rr.spawn` looks only on PATH, which misses it
-    when the environment is not activated (`.venv/bin/python -m v4s_agent.run rerun=spawn`)."""
-    if shutil.which("rerun"):
-        return None
+def viewer_executable() -> str:
+    """The viewer rerun-sdk installs: on PATH, else beside this Python (the environment not activated:
+    `.venv/bin/python -m v4s_agent.run rerun=spawn`)."""
     beside = Path(sys.executable).with_name("rerun")
-    return str(beside) if beside.exists() else None
+    return shutil.which("rerun") or str(beside)
+
+
+def viewer_command(port: int = VIEWER_PORT) -> list[str]:
+    """The local viewer, listening on loopback only. `rr.spawn` cannot pass `--bind`, and the viewer's
+    default (0.0.0.0) would let anyone on the network stream into it, so `spawn_viewer` starts it itself."""
+    return [viewer_executable(), "--port", str(port), "--bind", "127.0.0.1", "--expect-data-soon"]
+
+
+def spawn_viewer(port: int = VIEWER_PORT) -> None:
+    """Start the local viewer unless one already listens on the port (as `rr.spawn` does), detached so that
+    it outlives the run."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            return
+    subprocess.Popen(viewer_command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def safe_name(s: str) -> str:
@@ -311,8 +328,8 @@ class RerunRecorder(EpisodeTrack):
         rec = rr.RecordingStream(self.app_id, recording_id=f"{self.run_name}-{episode.episode_id}")
         sinks: list[Any] = [rr.FileSink(str(self.path))]
         if self.mode == "spawn":
-            rr.spawn(connect=False, recording=rec, executable_path=viewer_executable())
-            sinks.append(rr.GrpcSink())
+            spawn_viewer()
+            sinks.append(rr.GrpcSink(DEFAULT_RERUN_URL))
         elif self.mode == "connect":
             sinks.append(rr.GrpcSink(self.url))
         rec.set_sinks(*sinks)
