@@ -207,9 +207,15 @@ class ImaginePlanner(ExplorePlanner):
             return None
         return None if check_video(video, img.height, img.width) else video
 
+    @property
+    def _detector_imagines(self) -> bool:
+        """Whether the detector reads the imagination's rollouts (a model detector) rather than the
+        observation (oracle detection): it then needs samples, rollouts between plans, repeated stop checks."""
+        return not getattr(self.detector, "oracle", True)
+
     def _num_samples(self) -> int:
         # a model detector reads these rollouts: at least the samples it votes with
-        if getattr(self.detector, "oracle", True):
+        if not self._detector_imagines:
             return self.cfg.num_samples
         return max(self.cfg.num_samples, getattr(getattr(self.detector, "cfg", None), "num_samples", 1))
 
@@ -350,7 +356,7 @@ class ImaginePlanner(ExplorePlanner):
 
     # --------------------------------------------------------------------------- decide
     def _seen_box(self, obs: Observation) -> Box2D | None:
-        if getattr(self.detector, "oracle", True):
+        if not self._detector_imagines:
             box = self.detector(obs, self._memory)
         elif self._video is not None:  # the imagination detector reads this plan's own rollout
             box = self.detector(obs, self._memory, video=self._video)
@@ -365,7 +371,7 @@ class ImaginePlanner(ExplorePlanner):
             self._lower_in_view(obs)
         else:
             self._confirm(obs, box)
-            self._imagine_now = not getattr(self.detector, "oracle", True)  # keep looking while it fires
+            self._imagine_now = self._detector_imagines  # keep looking while it fires
         return box
 
     def _stop_here(self, box: Box2D, obs: Observation) -> bool:
@@ -376,7 +382,7 @@ class ImaginePlanner(ExplorePlanner):
         if not super()._stop_here(box, obs):
             self._passes = []
             return False
-        if getattr(self.detector, "oracle", True) or self.cfg.stop_checks <= 1:
+        if not self._detector_imagines or self.cfg.stop_checks <= 1:
             return True
         xz = self._target_xz(box, obs)
         if xz is None:
