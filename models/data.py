@@ -339,10 +339,18 @@ def centred(box: Box2D, width: int, height: int, gamma: float = 0.6) -> bool:
     return target_centred(box, width, height, gamma)
 
 
+def category_boxes(world: Any, pose: Pose, category: str, min_pixels: int, size: int | None = None) -> list[Box2D]:
+    """The boxes of the instances of `category` visible from `pose` (≥ min_pixels of each at render
+    resolution), scaled to `size` pixels wide when given."""
+    obs = world.render_at(pose, semantic=True)
+    f = 1.0 if size is None else size / obs.rgb.shape[1]
+    return [b.scaled(f) if size is not None else b for b in world.gt_boxes(obs, min_pixels=min_pixels)
+            if b.label == category]
+
+
 def category_in_view(world: Any, pose: Pose, category: str, min_pixels: int) -> bool:
     """An instance of `category` is visible from `pose` (≥ min_pixels of it at render resolution)."""
-    obs = world.render_at(pose, semantic=True)
-    return any(b.label == category for b in world.gt_boxes(obs, min_pixels=min_pixels))
+    return bool(category_boxes(world, pose, category, min_pixels))
 
 
 def instance_seen(world: Any, poses: list[Pose], instance_id: int, min_pixels: int) -> bool:

@@ -469,11 +469,9 @@ class Evaluator:
         return read_back(self.cfg.readback, frames, depth0, self.K)
 
     def _category_boxes(self, pose, category: str) -> list:
+        from models.data import category_boxes
 
-        obs = self.world.render_at(pose, semantic=True)
-        f = self.size / obs.rgb.shape[1]
-        return [b.scaled(f) for b in self.world.gt_boxes(obs, min_pixels=self.cfg.min_target_pixels)
-                if b.label == category]
+        return category_boxes(self.world, pose, category, self.cfg.min_target_pixels, self.size)
 
     def score_grounding(self, video: np.ndarray, case: Case) -> dict[str, float]:
         from envs.geometry import matrix_to_pose, pose_to_matrix
