@@ -2,7 +2,8 @@
 
 `python -m v4s_agent.bench generate [key=value ...]`: seconds per grounding rollout, with and without
 the context cache, on CPU, and the cost of the warp geometry prior (splat + encode) per rollout: timed
-inside navigation rollouts, the rollouts it is part of (`warp_prior_share_of_rollout`), and alone.
+inside navigation rollouts, the rollouts it is part of (`warp_prior_share_of_rollout`), and alone; with
+`composite=refine`, the cache refiner's share of the navigation rollout too (`refiner_share_of_rollout`).
 
 Defaults: 16 target frames at the model resolution (64²), 16 context frames (agent camera 128², resized
 inside the pipeline as in the agent loop), 10 steps, joint CFG (batch 2). Uses the shipped tiny
@@ -119,6 +120,7 @@ def bench_generate(argv: list[str]) -> dict:
 
     waypoints = matrices_to_waypoints(c2w_rel)
     nav_share: list[float] = []
+    refine_share: list[float] = []
 
     def navigate() -> float:
         """A navigation rollout along the bench's path; records the warp's share of it when it has one."""
@@ -127,6 +129,7 @@ def bench_generate(argv: list[str]) -> dict:
                  max_context_frames=n_ctx)
         sec = time.perf_counter() - t
         nav_share.append(v.meta["geometry_seconds"] / sec)
+        refine_share.append(v.meta.get("refine_seconds", 0.0) / sec)  # composite=refine: the cache refiner
         return sec
 
     def run_other() -> float:
@@ -143,6 +146,7 @@ def bench_generate(argv: list[str]) -> dict:
     with_cache, without, warps, navs, compared = [], [], [], [], []
     cpu_other.clear()  # the warm-up's
     nav_share.clear()
+    refine_share.clear()
     for r in range(repeats):
         with_cache.append(run(True))
         warps.append(warp())
@@ -179,6 +183,7 @@ def bench_generate(argv: list[str]) -> dict:
             "warp_prior_share_of_rollout": round(statistics.median(nav_share) if uses_warp else
                                                  statistics.median(warps) / (statistics.median(navs) + statistics.median(warps)), 4),
             "warp_prior_vs_grounding_rollout": round(statistics.median(warps) / a, 4),
+            "refiner_share_of_rollout": round(statistics.median(refine_share), 4),
             "seconds_per_rollout_min": round(min(with_cache), 4),
             "seconds_per_rollout_no_cache_min": round(min(without), 4),
             "cache_speedup_min": round(min(without) / min(with_cache), 3),

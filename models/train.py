@@ -213,7 +213,8 @@ def with_priors(pipe: ImaginationPipeline, cfg: TrainConfig, first_clip: Clip) -
                                    context_latents=cfg.context_latents or pipe.settings.context_latents,
                                    zero_pose=cfg.zero_pose)
     return ImaginationPipeline(pipe.transformer, pipe.codec, pipe.text_encoder, pipe.scheduler, settings,
-                               path_head=pipe.path_head)  # kept as it is (models.path_head_train trains it)
+                               path_head=pipe.path_head,  # kept as it is (models.path_head_train trains it)
+                               refiner=pipe.refiner)  # kept too (models.refiner_train trains it)
 
 
 def select_trainable(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
@@ -503,7 +504,8 @@ def export_pipeline(pipe: ImaginationPipeline, model, weights: dict[str, torch.T
     if cfg.finetune == "lora":
         merge_lora(tr)
     tr.requires_grad_(False).eval()
-    out = ImaginationPipeline(tr, pipe.codec, pipe.text_encoder, pipe.scheduler, pipe.settings, path_head=pipe.path_head)
+    out = ImaginationPipeline(tr, pipe.codec, pipe.text_encoder, pipe.scheduler, pipe.settings, path_head=pipe.path_head,
+                              refiner=pipe.refiner)
     out.save_pretrained(path, torch_dtype=torch.float16 if cfg.export_fp16 else None)
 
 
