@@ -19,13 +19,15 @@ def test_bench_generate_reports_contract_keys():
     assert r["seconds_per_navigation_rollout"] > 0
     assert r["warp_prior_share_of_rollout"] == pytest.approx(
         r["warp_prior_seconds"] / (r["seconds_per_navigation_rollout"] + r["warp_prior_seconds"]), rel=0.05)  # rounded keys
+    assert r["refiner_share_of_rollout"] == 0  # no cache refiner
     with pytest.raises(ValueError, match="unknown key"):
         bench_generate(["stepz=2"])
 
 
 def test_bench_generate_times_the_shipped_warp_prior_inside_navigation():
-    """With the shipped checkpoint (geometry_prior=warp, composite=warp) the share is the 3D cache's
-    seconds (splat, encode, mask, composite) timed inside each navigation rollout over that rollout."""
+    """With the shipped checkpoint (geometry_prior=warp, composite=refine) the share is the 3D cache's
+    seconds (splat, encode, mask, composite) timed inside each navigation rollout over that rollout; the
+    cache refiner's seconds are timed apart from them."""
     from models.pipeline import DEFAULT_CHECKPOINT
 
     if not (DEFAULT_CHECKPOINT / "model_index.json").exists():
@@ -34,6 +36,7 @@ def test_bench_generate_times_the_shipped_warp_prior_inside_navigation():
     assert r["model"] == str(DEFAULT_CHECKPOINT)
     assert 0 < r["warp_prior_share_of_rollout"] < 1 and r["seconds_per_navigation_rollout"] > 0
     assert r["warp_prior_seconds"] > 0
+    assert 0 < r["refiner_share_of_rollout"] < 1 and r["refiner_share_of_rollout"] + r["warp_prior_share_of_rollout"] < 1
 
 
 def test_bench_train_counts_flops_per_size(tmp_path_factory):
