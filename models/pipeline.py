@@ -47,7 +47,7 @@ from models.path_head import PathHead, head_path_waypoints, pooled_text, relativ
 from models.text_encoders import MiniLMTextEncoder, TextEncoder, UMT5TextEncoder, load_text_encoder
 from models.transformer import V4STransformer, wan22_ti2v_5b_config
 from models.types import GROUNDING_PATHS, ImaginedVideo, VideoContext
-from models.warp import composite, warp_frames
+from models.warp import composite, filtered_cache, warp_frames
 
 GEOMETRY_PRIORS = ("none", "warp")
 COMPOSITES = ("none", "warp", "refine")
@@ -483,8 +483,8 @@ class ImaginationPipeline(DiffusionPipeline):
         if view is not None and s.composite != "none":
             t_comp = time.perf_counter()
             images, valid = view
-            cache = composite(images, images, valid, smooth=s.composite_smooth)  # the filtered cache, holes filled
-            decoded, frames = frames, np.where(valid[..., None], cache, frames)  # = composite(frames, *view, smooth)
+            cache = filtered_cache(images, valid, s.composite_smooth)  # holes filled from the current view
+            decoded, frames = frames, composite(frames, cache, valid)
             t_geo += time.perf_counter() - t_comp
             if s.composite == "refine":
                 t_ref = time.perf_counter()

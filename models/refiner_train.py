@@ -69,7 +69,7 @@ def rollout_frames(pipe: Any, clips: Any, seeds: int) -> dict[str, np.ndarray]:
     from envs.geometry import matrices_to_waypoints
     from models.conditioning import relative_to, resize_frames, waypoints_to_c2w
     from models.types import VideoContext
-    from models.warp import composite
+    from models.warp import filtered_cache
 
     s = pipe.settings
     plain = replace(s, composite="none")
@@ -87,7 +87,7 @@ def rollout_frames(pipe: Any, clips: Any, seeds: int) -> dict[str, np.ndarray]:
         finally:
             pipe.settings = s
         images, valid = pipe.warp_view(ctx, relative_to(waypoints_to_c2w(wp)))
-        out["cache"].append(composite(images, images, valid, smooth=s.composite_smooth))
+        out["cache"].append(filtered_cache(images, valid, s.composite_smooth))
         out["valid"].append(valid.astype(np.uint8))
         out["current"].append(ctx.frames[-1])
         out["truth"].append(resize_frames(c.target_frames, s.height, s.width))

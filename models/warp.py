@@ -72,19 +72,26 @@ def warp_frames(frames: np.ndarray, depths: np.ndarray, src_c2w: np.ndarray, tgt
     return splat(frames, depths, src_c2w, tgt_c2w, hfov_deg, size, fill=fill)
 
 
+def filtered_cache(warped: np.ndarray, valid: np.ndarray, smooth: float = 0.0) -> np.ndarray:
+    """What the 3D cache shows ((F, H, W, 3) uint8, holes as `warped` has them filled), its splatted pixels
+    (`valid`, (F, H, W)) filtered when `smooth` > 0 (pixels) by a Gaussian of that σ normalised by the
+    splat's coverage: a reconstruction filter for point splats (each pixel holds one nearest point,
+    aliased), into which the holes do not bleed."""
+    if smooth <= 0:
+        return warped
+    valid = np.asarray(valid)
+    keep = np.repeat(valid[..., None], warped.shape[-1], axis=-1)
+    cover = valid.astype(np.float32)
+    num = np.stack([cv2.GaussianBlur(c, (0, 0), smooth) for c in np.where(keep, warped, 0).astype(np.float32)])
+    den = np.stack([cv2.GaussianBlur(m, (0, 0), smooth) for m in cover])[..., None]
+    cache = np.round(num / np.maximum(den, 1e-12)).astype(np.uint8)  # den > 0 wherever valid
+    return np.where(keep, cache, warped).astype(np.uint8, copy=False)
+
+
 def composite(frames: np.ndarray, warped: np.ndarray, valid: np.ndarray, smooth: float = 0.0) -> np.ndarray:
     """Generated frames (..., F, H, W, 3) uint8 with the pixels the 3D cache knows put back: `warped`
     where `valid` ((F, H, W, 3), (F, H, W)), the generated pixels elsewhere (the holes: what the cache
-    does not see). `smooth` > 0 (pixels) first filters the splatted pixels with a Gaussian of that σ
-    normalised by the splat's coverage (a reconstruction filter for point splats: each pixel holds one
-    nearest point, aliased; the holes do not bleed in)."""
+    does not see). `smooth` > 0 (pixels) first filters the splatted pixels (`filtered_cache`)."""
     valid = np.asarray(valid)
     keep = np.repeat(valid[..., None], warped.shape[-1], axis=-1)  # np.where runs ~2× faster than with a broadcast axis of 3
-    cache = warped
-    if smooth > 0:
-        cover = valid.astype(np.float32)
-        num = np.stack([cv2.GaussianBlur(c, (0, 0), smooth) for c in np.where(keep, warped, 0).astype(np.float32)])
-        den = np.stack([cv2.GaussianBlur(m, (0, 0), smooth) for m in cover])[..., None]
-        cache = np.round(num / np.maximum(den, 1e-12)).astype(np.uint8)  # den > 0 wherever valid
-    return np.where(keep, cache, frames).astype(np.uint8, copy=False)
-
+    return np.where(keep, filtered_cache(warped, valid, smooth), frames).astype(np.uint8, copy=False)

@@ -443,14 +443,14 @@ class Evaluator:
         """The context's RGB-D frames splatted into the commanded cameras, holes from the current view;
         `filtered`: the splatted pixels through the pipeline's composite filter (composite_smooth)."""
         from envs.geometry import pose_to_matrix
-        from models.warp import composite, warp_frames
+        from models.warp import filtered_cache, warp_frames
 
         ctx = case.context
         tgt = np.stack([pose_to_matrix(p) for p in case.nav_poses])
         images, valid = warp_frames(ctx.frames, ctx.depths, ctx.poses, tgt, float(self.pipe.settings.hfov_deg),
                                     fill=ctx.frames[-1])
         smooth = float(getattr(self.pipe.settings, "composite_smooth", 0.0))
-        return composite(images, images, valid, smooth) if filtered else images
+        return filtered_cache(images, valid, smooth) if filtered else images
 
     def _codec_roundtrip(self, frames: np.ndarray) -> np.ndarray:
         import torch
